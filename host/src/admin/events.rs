@@ -1,0 +1,292 @@
+//! The event API: `POST /v1/topics/{topic}/events` (a JSON array or NDJSON
+//! of events; answers once they are durable, with each one's position),
+//! `GET /v1/topics/{topic}/events` (read a partition from an offset), the
+//! topic list, and a handler's dead letters.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::event::{Event, partition_for};
+use crate::store::{Append, DeadLetter, LogRecord, Write, decode, keys};
+
+/// Longest message ID accepted.
+pub const MAX_ID_BYTES: usize = 512;
+/// Most events a read returns.
+pub const MAX_READ: usize = 10_000;
+
+/// One event as producers send it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingEvent {
+    /// Message ID (required, the unit of deduplication).
+    pub id: String,
+    /// Partitioning key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A JSON payload.
+    #[serde(default)]
+    pub payload: Option<Value>,
+    /// A raw payload, base64-encoded.
+    #[serde(default)]
+    pub payload_base64: Option<String>,
+}
+
+/// One event as the API returns it.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct EventView {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: u64,
+    /// Message ID.
+    pub id: String,
+    /// Key.
+    pub key: Option<String>,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The payload, when it is JSON.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub payload: Option<Value>,
+    /// The payload, base64, when it is not JSON.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub payload_base64: Option<String>,
+    /// Append time, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        let (payload, payload_base64) = match serde_json::from_slice::<Value>(&e.payload) {
+            Ok(v) => (Some(v), None),
+            Err(_) => (None, Some(BASE64.encode(&e.payload))),
+        };
+        Self {
+            topic: e.topic,
+            partition: e.partition,
+            offset: e.offset,
+            id: e.id,
+            key: e.key,
+            headers: e.headers,
+            payload,
+            payload_base64,
+            timestamp_ms: e.timestamp_ms,
+        }
+    }
+}
+
+/// Parse a body: a JSON array of events, or one event per line (NDJSON).
+pub fn parse_events(body: &[u8]) -> Result<Vec<IncomingEvent>, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        let values: Vec<Value> =
+            serde_json::from_str(trimmed).map_err(|e| format!("invalid JSON array: {e}"))?;
+        return values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| parse_one(v).map_err(|e| format!("event {i}: {e}")))
+            .collect();
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| format!("line {}: invalid JSON: {e}", i + 1))?;
+            parse_one(v).map_err(|e| format!("line {}: {e}", i + 1))
+        })
+        .collect()
+}
+
+fn parse_one(v: Value) -> Result<IncomingEvent, String> {
+    let event: IncomingEvent = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    if event.id.is_empty() || event.id.len() > MAX_ID_BYTES {
+        return Err(format!("`id` must be 1 to {MAX_ID_BYTES} bytes"));
+    }
+    if event.payload.is_some() == event.payload_base64.is_some() {
+        return Err("give exactly one of `payload` (JSON) or `payload_base64`".into());
+    }
+    Ok(event)
+}
+
+fn to_record(e: IncomingEvent, now_ms: u64) -> Result<LogRecord, String> {
+    let payload = match (e.payload, e.payload_base64) {
+        (Some(v), _) => serde_json::to_vec(&v).map_err(|e| e.to_string())?,
+        (None, Some(b)) => BASE64
+            .decode(b.as_bytes())
+            .map_err(|err| format!("event `{}`: `payload_base64` is not base64: {err}", e.id))?,
+        (None, None) => Vec::new(),
+    };
+    Ok(LogRecord {
+        id: e.id,
+        key: e.key,
+        headers: e.headers.into_iter().collect(),
+        payload,
+        timestamp_ms: now_ms,
+    })
+}
+
+pub(super) async fn publish(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body exceeds the limit (admin.max_body_bytes); send fewer events per request",
+            )
+        } else {
+            ApiError::bad_request("bad_body", rejection.body_text())
+        }
+    })?;
+    let partitions = state.store.partitions(&topic)?;
+    let incoming = parse_events(&body).map_err(|m| ApiError::bad_request("invalid_event", m))?;
+    if incoming.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_event",
+            "the body holds no events",
+        ));
+    }
+    let now = crate::pipeline::now_ms();
+    let mut appends = Vec::with_capacity(incoming.len());
+    for e in incoming {
+        let partition = partition_for(e.key.as_deref().unwrap_or(&e.id), partitions);
+        let record = to_record(e, now).map_err(|m| ApiError::bad_request("invalid_event", m))?;
+        appends.push(Append {
+            topic: topic.clone(),
+            partition,
+            record,
+        });
+    }
+    let ids: Vec<String> = appends.iter().map(|a| a.record.id.clone()).collect();
+    let store = state.store.clone();
+    let write = Write {
+        appends,
+        ..Write::default()
+    };
+    let positions = tokio::task::spawn_blocking(move || store.commit(write, |_| Ok(())))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    let events: Vec<Value> = ids
+        .into_iter()
+        .zip(positions)
+        .map(|(id, p)| json!({"id": id, "partition": p.partition, "offset": p.offset}))
+        .collect();
+    Ok(Json(json!({"topic": topic, "events": events})))
+}
+
+/// Query of `GET /v1/topics/{topic}/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadQuery {
+    #[serde(default)]
+    partition: u32,
+    #[serde(default)]
+    from: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+pub(super) async fn read(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|r| ApiError::bad_request("bad_query", r.body_text()))?;
+    let store = state.store.clone();
+    let limit = q.limit.min(MAX_READ);
+    let t = topic.clone();
+    let events = tokio::task::spawn_blocking(move || store.read(&t, q.partition, q.from, limit))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    let next = events.last().map_or(q.from, |e| e.offset + 1);
+    let head = state.store.durable_head(&topic, q.partition);
+    let views: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+    Ok(Json(json!({
+        "topic": topic, "partition": q.partition, "events": views, "next": next, "head": head,
+    })))
+}
+
+pub(super) async fn list_topics(State(state): State<AppState>) -> Json<Value> {
+    let topics: Vec<Value> = state
+        .store
+        .topics()
+        .into_iter()
+        .map(|(name, partitions)| {
+            let heads: Vec<u64> = (0..partitions)
+                .map(|p| state.store.durable_head(&name, p))
+                .collect();
+            json!({"name": name, "partitions": partitions, "heads": heads})
+        })
+        .collect();
+    Json(json!({"topics": topics}))
+}
+
+pub(super) async fn dead_letters(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mut out = Vec::new();
+    for item in state.store.scan_prefix(&keys::dead_handler(&name)) {
+        let (k, v) = item?;
+        let dead: DeadLetter = decode(&k, &v)?;
+        out.push(json!({
+            "event": EventView::from(dead.event),
+            "kind": dead.kind,
+            "error": dead.error,
+            "attempts": dead.attempts,
+            "at_ms": dead.at_ms,
+        }));
+    }
+    Ok(Json(json!({"handler": name, "dead_letters": out})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_arrays_and_ndjson_with_positions_in_errors() {
+        let arr = br#"[{"id":"a","payload":{"x":1}},{"id":"b","payload_base64":"aGk="}]"#;
+        assert_eq!(parse_events(arr).unwrap().len(), 2);
+        let nd = b"{\"id\":\"a\",\"payload\":1}\n\n{\"id\":\"b\",\"key\":\"k\",\"payload\":2}\n";
+        assert_eq!(parse_events(nd).unwrap()[1].key.as_deref(), Some("k"));
+        let err = parse_events(b"{\"id\":\"a\",\"payload\":1}\n{\"payload\":2}").unwrap_err();
+        assert!(err.starts_with("line 2:") && err.contains("id"), "{err}");
+        let err = parse_events(b"{\"id\":\"a\"}").unwrap_err();
+        assert!(err.contains("exactly one"), "{err}");
+        let err = parse_events(b"[{\"id\":\"a\",\"payload\":1,\"extra\":true}]").unwrap_err();
+        assert!(err.contains("event 0") && err.contains("extra"), "{err}");
+        assert!(
+            parse_events(b"{not json")
+                .unwrap_err()
+                .contains("invalid JSON")
+        );
+    }
+}

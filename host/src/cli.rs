@@ -1,0 +1,272 @@
+//! The `weir` command line: `serve` runs the host; `publish` and `tail` talk
+//! to a running host over its HTTP API.
+//!
+//! Owns argument parsing, human-facing output and the HTTP client. Progress
+//! and summaries go to stderr; data (tailed events) to stdout as NDJSON.
+
+use std::io::{BufRead, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::serve::{ServeOptions, serve};
+
+/// Weir: exactly-once event handlers as WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host: consume topics, run handlers, serve the HTTP API.
+    Serve {
+        /// The TOML config declaring topics and handlers.
+        #[arg(long, short, env = "WEIR_CONFIG")]
+        config: PathBuf,
+        /// Data directory (store and compiled components); overrides `data_dir`.
+        #[arg(long, env = "WEIR_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Address of the HTTP API; overrides `admin.addr`.
+        #[arg(long, env = "WEIR_ADMIN_ADDR")]
+        admin_addr: Option<SocketAddr>,
+    },
+    /// Publish NDJSON events (one `{"id", "key", "headers", "payload"}` per
+    /// line) from a file or stdin to a topic of a running host.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// NDJSON file; stdin when absent or `-`.
+        file: Option<PathBuf>,
+        /// Events per request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Print a topic's events as NDJSON.
+    Tail {
+        /// The topic.
+        topic: String,
+        /// Start at the first retained event instead of the end.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Keep waiting for new events.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this partition.
+        #[arg(long)]
+        partition: Option<u32>,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+}
+
+/// How to reach a running host.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostArgs {
+    /// Base URL of the host's HTTP API.
+    #[arg(long, env = "WEIR_ADDR", default_value = "http://127.0.0.1:7070")]
+    pub addr: String,
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            config,
+            data_dir,
+            admin_addr,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(serve(ServeOptions {
+                config,
+                data_dir,
+                admin_addr,
+            }))
+        }
+        Command::Publish {
+            topic,
+            file,
+            batch,
+            host,
+        } => publish(&Client::new(&host.addr), &topic, file, batch.max(1)),
+        Command::Tail {
+            topic,
+            from_beginning,
+            follow,
+            partition,
+            host,
+        } => tail(
+            &Client::new(&host.addr),
+            &topic,
+            from_beginning,
+            follow,
+            partition,
+        ),
+    }
+}
+
+/// A small blocking client for the HTTP API with clear errors.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client for the host at `base` (e.g. `http://127.0.0.1:7070`).
+    pub fn new(base: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET `path` and decode the JSON answer.
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self.agent.get(&self.url(path)).call();
+        self.answer(response)
+    }
+
+    /// POST `body` as NDJSON to `path`.
+    pub fn post_ndjson(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        let response = self
+            .agent
+            .post(&self.url(path))
+            .header("content-type", "application/x-ndjson")
+            .send(&body[..]);
+        self.answer(response)
+    }
+
+    fn answer(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Value> {
+        let mut response = response.map_err(|e| {
+            anyhow::anyhow!("cannot reach weir at {}: {e}; is `weir serve` running there? (set --addr or WEIR_ADDR)", self.base)
+        })?;
+        let status = response.status();
+        let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let code = body["error"]["code"].as_str().unwrap_or("http_error");
+        let message = body["error"]["message"].as_str().unwrap_or("(no message)");
+        bail!("weir answered {status} {code}: {message}")
+    }
+}
+
+fn publish(
+    client: &Client,
+    topic: &str,
+    file: Option<PathBuf>,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let reader: Box<dyn BufRead> = match &file {
+        Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )),
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let path = format!("/v1/topics/{topic}/events");
+    let (mut sent, mut chunk, mut lines) = (0usize, Vec::new(), 0usize);
+    let mut flush = |chunk: &mut Vec<u8>, lines: &mut usize| -> anyhow::Result<()> {
+        if *lines == 0 {
+            return Ok(());
+        }
+        client
+            .post_ndjson(&path, std::mem::take(chunk))
+            .with_context(|| format!("after {sent} events were published"))?;
+        sent += *lines;
+        *lines = 0;
+        eprint!("\rpublished {sent} events to {topic}");
+        Ok(())
+    };
+    for line in reader.lines() {
+        let line = line.context("cannot read input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        chunk.extend_from_slice(line.as_bytes());
+        chunk.push(b'\n');
+        lines += 1;
+        if lines >= batch {
+            flush(&mut chunk, &mut lines)?;
+        }
+    }
+    flush(&mut chunk, &mut lines)?;
+    eprintln!();
+    Ok(())
+}
+
+fn tail(
+    client: &Client,
+    topic: &str,
+    from_beginning: bool,
+    follow: bool,
+    only: Option<u32>,
+) -> anyhow::Result<()> {
+    let topics = client.get("/v1/topics")?;
+    let Some(info) = topics["topics"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == topic))
+    else {
+        bail!("unknown topic `{topic}` on {}", client.base);
+    };
+    let heads: Vec<u64> = info["heads"]
+        .as_array()
+        .map(|h| h.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let mut cursors: Vec<(u32, u64)> = heads
+        .iter()
+        .enumerate()
+        .filter_map(|(p, head)| {
+            let p = u32::try_from(p).ok()?;
+            (only.is_none() || only == Some(p))
+                .then_some((p, if from_beginning { 0 } else { *head }))
+        })
+        .collect();
+    let stdout = std::io::stdout();
+    loop {
+        let mut progressed = false;
+        for (partition, from) in &mut cursors {
+            let page = client.get(&format!(
+                "/v1/topics/{topic}/events?partition={partition}&from={from}&limit=1000"
+            ))?;
+            let mut out = stdout.lock();
+            for event in page["events"].as_array().into_iter().flatten() {
+                writeln!(out, "{event}")?;
+                progressed = true;
+            }
+            *from = page["next"].as_u64().unwrap_or(*from);
+        }
+        if !progressed {
+            if !follow {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

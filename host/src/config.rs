@@ -1,0 +1,407 @@
+//! The host's TOML configuration: topics, handlers, pipeline and admin
+//! settings, with `${VAR}` / `${VAR:-default}` interpolation.
+//!
+//! Invariants: unknown keys are errors naming their path
+//! (`handlers.enrich.limits.dedline_ms`); every name is a valid topic or
+//! handler name; every topic a handler reads or writes is declared; relative
+//! component paths are resolved against the config file's directory.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::Limits;
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or a key is unknown or has a bad value.
+    #[error("invalid config {path}: at `{key}`: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Dotted path of the offending key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `${VAR}` with no such variable and no default.
+    #[error(
+        "invalid config {path}: environment variable `{var}` is not set and has no default (write `${{{var}:-default}}`)"
+    )]
+    MissingVar {
+        /// The config file.
+        path: PathBuf,
+        /// The variable.
+        var: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the store and components live (the `--data-dir` flag wins).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// The admin and event HTTP API.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Consumer loop settings.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Topics of the embedded log, by name.
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicConfig>,
+    /// Handlers, by name.
+    #[serde(default)]
+    pub handlers: BTreeMap<String, HandlerConfig>,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Listen address (the `--admin-addr` flag wins).
+    pub addr: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            max_body_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Group commit: how many events a batch holds and how long to wait to fill it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Most events per batch (one atomic write and one flush per batch).
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill once its first event is available.
+    pub linger_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            linger_ms: 2,
+        }
+    }
+}
+
+/// One topic of the embedded log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicConfig {
+    /// Number of partitions (1..=1024). Keys are hashed onto them.
+    pub partitions: u32,
+    /// Drop records older than this many seconds (0 keeps them forever).
+    pub retention_secs: u64,
+    /// Keep at most this many bytes per partition (0 means no limit).
+    pub retention_bytes: u64,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        Self {
+            partitions: 1,
+            retention_secs: 7 * 24 * 3600,
+            retention_bytes: 0,
+        }
+    }
+}
+
+/// One handler: a component, what it reads and writes, and its policies.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerConfig {
+    /// Path of the component (`.wasm`), relative to the config file.
+    pub component: PathBuf,
+    /// Topics the handler consumes.
+    pub subscribe: Vec<String>,
+    /// Topics the handler may emit to.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Per-invocation limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Retry policy for retryable failures.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// How many source positions (per partition) a message ID is remembered.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: u64,
+    /// Key/value config the handler reads through `weir:handler/config`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn default_dedup_window() -> u64 {
+    1_000_000
+}
+
+/// Exponential backoff with jitter, then dead-letter.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// Backoff before the second attempt.
+    pub initial_backoff_ms: u64,
+    /// Backoff ceiling.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_backoff_ms: 50,
+            max_backoff_ms: 2_000,
+        }
+    }
+}
+
+impl Config {
+    /// Read, interpolate, parse and check `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, path, base, |v| std::env::var(v).ok())
+    }
+
+    /// Parse `text` (named `path` in errors), resolving relative paths
+    /// against `base` and variables through `env`.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        base: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = interpolate(text, &env).map_err(|var| ConfigError::MissingVar {
+            path: path.to_path_buf(),
+            var,
+        })?;
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let de = toml::Deserializer::parse(&text)
+            .map_err(|e| invalid("(file)".into(), e.to_string()))?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().message().to_string();
+            invalid(key, message)
+        })?;
+        config
+            .check()
+            .map_err(|(key, message)| invalid(key, message))?;
+        for handler in config.handlers.values_mut() {
+            if handler.component.is_relative() {
+                handler.component = base.join(&handler.component);
+            }
+        }
+        if let Some(dir) = &mut config.data_dir
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
+        }
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.pipeline.batch_size == 0 || self.pipeline.batch_size > 100_000 {
+            return Err(("pipeline.batch_size".into(), "must be 1..=100000".into()));
+        }
+        for (name, topic) in &self.topics {
+            check_name(name).map_err(|m| (format!("topics.{name}"), m))?;
+            if topic.partitions == 0 || topic.partitions > 1024 {
+                return Err((
+                    format!("topics.{name}.partitions"),
+                    "must be 1..=1024".into(),
+                ));
+            }
+        }
+        for (name, h) in &self.handlers {
+            let key = |k: &str| format!("handlers.{name}.{k}");
+            check_name(name).map_err(|m| (format!("handlers.{name}"), m))?;
+            if h.subscribe.is_empty() {
+                return Err((key("subscribe"), "subscribe to at least one topic".into()));
+            }
+            for (field, topics) in [("subscribe", &h.subscribe), ("outputs", &h.outputs)] {
+                if let Some(t) = topics.iter().find(|t| !self.topics.contains_key(*t)) {
+                    return Err((
+                        key(field),
+                        format!("unknown topic `{t}`; declare it under [topics.{t}]"),
+                    ));
+                }
+            }
+            if h.retry.max_attempts == 0 {
+                return Err((key("retry.max_attempts"), "must be at least 1".into()));
+            }
+            if h.limits.deadline_ms == 0 || h.limits.memory_bytes < (1 << 20) {
+                return Err((
+                    key("limits"),
+                    "deadline_ms must be > 0 and memory_bytes at least 1 MiB".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Topic and handler names: 1..=128 of `[A-Za-z0-9._-]`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: use 1 to 128 letters, digits, `.`, `_` or `-`"
+        ))
+    }
+}
+
+/// Replace `${VAR}` and `${VAR:-default}`; `$${` is a literal `${`.
+/// Returns the name of a variable that is unset and has no default.
+fn interpolate(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("${") {
+        if rest[..pos].ends_with('$') {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let Some(end) = rest[pos..].find('}') else {
+            out.push_str(&rest[pos..]);
+            return Ok(out);
+        };
+        let expr = &rest[pos + 2..pos + end];
+        let (var, default) = match expr.split_once(":-") {
+            Some((v, d)) => (v, Some(d)),
+            None => (expr, None),
+        };
+        match env(var)
+            .filter(|v| !v.is_empty())
+            .or(default.map(str::to_string))
+        {
+            Some(value) => out.push_str(&value),
+            None => return Err(var.to_string()),
+        }
+        rest = &rest[pos + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        data_dir = "${DATA:-data}"
+        [pipeline]
+        batch_size = 10
+        [topics.orders]
+        partitions = 4
+        [topics.enriched]
+        [handlers.enrich]
+        component = "map.wasm"
+        subscribe = ["orders"]
+        outputs = ["enriched"]
+        limits = { deadline_ms = 50 }
+        config = { greeting = "${GREETING}" }
+    "#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let env = |v: &str| (v == "GREETING").then(|| "hi".to_string());
+        Config::parse(text, Path::new("weir.toml"), Path::new("/etc/weir"), env)
+    }
+
+    fn key_of(text: &str) -> String {
+        match parse(text) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_defaults_paths_and_variables() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.data_dir, Some(PathBuf::from("/etc/weir/data")));
+        assert_eq!(c.topics["orders"].partitions, 4);
+        assert_eq!(c.topics["enriched"].partitions, 1);
+        let h = &c.handlers["enrich"];
+        assert_eq!(h.component, PathBuf::from("/etc/weir/map.wasm"));
+        assert_eq!(h.limits.deadline_ms, 50);
+        assert_eq!(h.limits.memory_bytes, Limits::default().memory_bytes);
+        assert_eq!(h.config["greeting"], "hi");
+        assert_eq!(c.pipeline.batch_size, 10);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_by_path() {
+        let text = GOOD.replace("deadline_ms = 50", "dedline_ms = 50");
+        assert_eq!(key_of(&text), "handlers.enrich.limits.dedline_ms");
+        let text = GOOD.replace("[pipeline]", "[pipeline]\nturbo = true");
+        assert_eq!(key_of(&text), "pipeline.turbo");
+    }
+
+    #[test]
+    fn bad_values_are_named_by_path() {
+        let text = GOOD.replace("partitions = 4", "partitions = \"four\"");
+        assert_eq!(key_of(&text), "topics.orders.partitions");
+        let text = GOOD.replace("partitions = 4", "partitions = 0");
+        assert_eq!(key_of(&text), "topics.orders.partitions");
+        let text = GOOD.replace("outputs = [\"enriched\"]", "outputs = [\"nowhere\"]");
+        assert_eq!(key_of(&text), "handlers.enrich.outputs");
+        let text = GOOD.replace("[topics.orders]", "[topics.\"bad name\"]");
+        assert!(key_of(&text).starts_with("topics.bad name"));
+    }
+
+    #[test]
+    fn malformed_toml_and_missing_variables_are_clear() {
+        assert!(matches!(parse("[[["), Err(ConfigError::Invalid { .. })));
+        let text = GOOD.replace("${GREETING}", "${NOPE}");
+        match parse(&text) {
+            Err(e @ ConfigError::MissingVar { .. }) => assert!(e.to_string().contains("NOPE")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn interpolation_escapes_and_defaults() {
+        let env = |_: &str| None;
+        assert_eq!(interpolate("a$${b}c", &env).unwrap(), "a${b}c");
+        assert_eq!(interpolate("${X:-}", &env).unwrap(), "");
+        assert_eq!(interpolate("x${Y:-1}y", &env).unwrap(), "x1y");
+    }
+}

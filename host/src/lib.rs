@@ -1,0 +1,21 @@
+//! Weir: an exactly-once host for event handlers written as WebAssembly
+//! components.
+//!
+//! Modules, one concern each:
+//! - [`config`]: the TOML config.
+//! - [`event`]: the event and output records.
+//! - [`store`]: sled, the keyspace, the embedded log.
+//! - [`runtime`]: the wasmtime sandbox: validation, compiled cache, limits.
+//! - [`pipeline`]: consumer loops and the commit protocol
+//!   ([`pipeline::commit`]).
+//! - [`admin`]: the HTTP API.
+//! - [`serve`] and [`cli`]: the `weir` binary.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod pipeline;
+pub mod runtime;
+pub mod serve;
+pub mod store;

@@ -1,0 +1,330 @@
+//! The commit protocol, in one place.
+//!
+//! One consumer loop owns one (handler, partition). For each batch it:
+//! 1. drops events whose message ID this handler already committed on this
+//!    partition (a mark younger than the dedup window) or saw earlier in the
+//!    batch;
+//! 2. invokes the handler, retrying retryable failures with exponential
+//!    backoff and jitter; when the budget is spent, or the failure is
+//!    deterministic, the event is dead-lettered instead — never both;
+//! 3. builds **one atomic write** holding the dedup marks, the handler's
+//!    state writes, the outputs (appended to their topics, with deterministic
+//!    IDs and lineage headers), the dead letters and the new source offsets;
+//! 4. applies it only if this loop still holds the partition's fencing
+//!    epoch, and flushes it before any output becomes readable.
+//!
+//! Before sleeping for a retry backoff, the events already processed in the
+//! batch are committed, so a slow poison event never holds finished work
+//! hostage. On shutdown during a backoff the failing event is left
+//! uncommitted and is retried after the restart.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::config::RetryPolicy;
+use crate::event::{Event, Output, partition_for};
+use crate::runtime::{HandlerInstance, InvokeError};
+use crate::store::{Append, DeadLetter, LogRecord, Store, StoreError, Write, encode, keys};
+
+use super::{HandlerPlan, PipelineError, Stats, now_ms};
+
+/// Lineage header: the handler that produced an output.
+pub const HEADER_HANDLER: &str = "weir-handler";
+/// Lineage header: the message ID of the input an output came from.
+pub const HEADER_SOURCE_ID: &str = "weir-source-id";
+/// Correlation header, copied from the input or derived from its ID.
+pub const HEADER_CORRELATION: &str = "correlation-id";
+/// W3C trace context, copied from the input when present.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+
+/// The deterministic ID of output `index` of `handler` for input `input_id`.
+pub fn output_id(handler: &str, input_id: &str, index: usize) -> String {
+    format!("{handler}/{input_id}/{index}")
+}
+
+/// The state one consumer loop carries between batches.
+pub(crate) struct Committer {
+    pub(crate) store: Arc<Store>,
+    pub(crate) plan: Arc<HandlerPlan>,
+    pub(crate) partition: u32,
+    pub(crate) epoch: u64,
+    pub(crate) instance: HandlerInstance,
+    /// Next offset to read, per subscribed topic.
+    pub(crate) cursors: BTreeMap<String, u64>,
+    pub(crate) shutdown: Arc<AtomicBool>,
+    pub(crate) stats: Arc<Stats>,
+    /// Events processed per topic since the last dedup sweep.
+    pub(crate) since_sweep: BTreeMap<String, u64>,
+}
+
+/// What one batch will write, accumulated event by event.
+#[derive(Default)]
+struct Pending {
+    write: Write,
+    seen: HashSet<(String, String)>,
+    cursors: BTreeMap<String, u64>,
+    events: u64,
+}
+
+enum Disposition {
+    Committed(Vec<Output>),
+    DeadLettered(DeadLetter),
+    /// Shutdown arrived during a retry backoff: leave the event for later.
+    Interrupted,
+}
+
+impl Committer {
+    /// Process `events` (in partition order per topic) and commit them.
+    pub(crate) fn process(&mut self, events: Vec<Event>) -> Result<(), PipelineError> {
+        let mut pending = Pending::default();
+        for event in events {
+            if self.is_duplicate(&pending, &event)? {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                pending.advance(&event);
+                continue;
+            }
+            match self.invoke_with_retry(&event, &mut pending)? {
+                Disposition::Committed(outputs) => {
+                    self.add_outputs(&mut pending, &event, outputs)?
+                }
+                Disposition::DeadLettered(dead) => {
+                    self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    let key =
+                        keys::dead(&self.plan.name, &event.topic, self.partition, event.offset);
+                    pending.write.puts.push((key, encode(&dead)));
+                }
+                Disposition::Interrupted => break,
+            }
+            self.mark(&mut pending, &event);
+            pending.advance(&event);
+        }
+        self.commit(pending)
+    }
+
+    fn is_duplicate(&self, pending: &Pending, event: &Event) -> Result<bool, PipelineError> {
+        if pending
+            .seen
+            .contains(&(event.topic.clone(), event.id.clone()))
+        {
+            return Ok(true);
+        }
+        let key = keys::dedup(&self.plan.name, &event.topic, self.partition, &event.id);
+        Ok(match self.store.get_u64(&key)? {
+            // A mark older than the window is expired: the ID is new again.
+            Some(marked_at) => event.offset.saturating_sub(marked_at) <= self.plan.dedup_window,
+            None => false,
+        })
+    }
+
+    fn mark(&self, pending: &mut Pending, event: &Event) {
+        let key = keys::dedup(&self.plan.name, &event.topic, self.partition, &event.id);
+        pending
+            .write
+            .puts
+            .push((key, event.offset.to_be_bytes().to_vec()));
+        pending.seen.insert((event.topic.clone(), event.id.clone()));
+    }
+
+    fn invoke_with_retry(
+        &mut self,
+        event: &Event,
+        pending: &mut Pending,
+    ) -> Result<Disposition, PipelineError> {
+        let policy = self.plan.retry;
+        let mut attempt = 1;
+        loop {
+            self.stats.invocations.fetch_add(1, Ordering::Relaxed);
+            let error = match self.instance.invoke(event) {
+                Ok(outputs) => return Ok(Disposition::Committed(outputs)),
+                Err(InvokeError::Host(message)) => return Err(PipelineError::Host(message)),
+                Err(error) => error,
+            };
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            if !error.is_retryable() || attempt >= policy.max_attempts {
+                tracing::warn!(handler = %self.plan.name, partition = self.partition, id = %event.id,
+                    attempts = attempt, error = %error, "dead-lettering event");
+                return Ok(Disposition::DeadLettered(DeadLetter {
+                    event: event.clone(),
+                    kind: error.kind().to_string(),
+                    error: error.to_string(),
+                    attempts: attempt,
+                    at_ms: now_ms(),
+                }));
+            }
+            tracing::debug!(handler = %self.plan.name, id = %event.id, attempt, error = %error, "retrying");
+            if attempt == 1 {
+                // Make finished work durable before waiting on a failing event.
+                self.commit(std::mem::take(pending))?;
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            if !self.sleep(backoff(&policy, attempt)) {
+                return Ok(Disposition::Interrupted);
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Sleep unless shutdown is requested; returns false if it was.
+    fn sleep(&self, total: Duration) -> bool {
+        let step = Duration::from_millis(20);
+        let mut left = total;
+        while !left.is_zero() {
+            if self.shutdown.load(Ordering::Relaxed) {
+                return false;
+            }
+            let d = left.min(step);
+            std::thread::sleep(d);
+            left -= d;
+        }
+        !self.shutdown.load(Ordering::Relaxed)
+    }
+
+    fn add_outputs(
+        &self,
+        pending: &mut Pending,
+        event: &Event,
+        outputs: Vec<Output>,
+    ) -> Result<(), PipelineError> {
+        let correlation = event
+            .header(HEADER_CORRELATION)
+            .unwrap_or(&event.id)
+            .to_string();
+        let now = now_ms();
+        for (index, out) in outputs.into_iter().enumerate() {
+            let partitions = self.store.partitions(&out.topic)?;
+            let partition = match &out.key {
+                Some(key) => partition_for(key, partitions),
+                None => event.partition % partitions,
+            };
+            let mut headers = out.headers;
+            headers.push((HEADER_HANDLER.into(), self.plan.name.clone()));
+            headers.push((HEADER_SOURCE_ID.into(), event.id.clone()));
+            headers.push((HEADER_CORRELATION.into(), correlation.clone()));
+            if let Some(tp) = event.header(HEADER_TRACEPARENT) {
+                headers.push((HEADER_TRACEPARENT.into(), tp.to_string()));
+            }
+            pending.write.appends.push(Append {
+                topic: out.topic,
+                partition,
+                record: LogRecord {
+                    id: output_id(&self.plan.name, &event.id, index),
+                    key: out.key,
+                    headers,
+                    payload: out.payload,
+                    timestamp_ms: now,
+                },
+            });
+            self.stats.outputs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Build the one atomic write for `pending` and apply it under the fence.
+    fn commit(&mut self, mut pending: Pending) -> Result<(), PipelineError> {
+        let plan = self.plan.clone();
+        let name = &plan.name;
+        for (key, value) in self.instance.take_batch_writes() {
+            let key = keys::state(name, self.partition, &key);
+            match value {
+                Some(v) => pending.write.puts.push((key, v)),
+                None => pending.write.deletes.push(key),
+            }
+        }
+        for (topic, next) in &pending.cursors {
+            let key = keys::cursor(name, topic, self.partition);
+            pending.write.puts.push((key, next.to_be_bytes().to_vec()));
+        }
+        self.sweep_dedup(&mut pending)?;
+        if pending.write.is_empty() {
+            return Ok(());
+        }
+        let epoch_key = keys::epoch(name, self.partition);
+        let (mine, partition) = (self.epoch, self.partition);
+        let started = std::time::Instant::now();
+        self.store.commit(pending.write, |store| {
+            let current = store.get_u64(&epoch_key)?.unwrap_or(0);
+            if current != mine {
+                return Err(StoreError::Fenced {
+                    handler: name.clone(),
+                    partition,
+                    mine,
+                    current,
+                });
+            }
+            Ok(())
+        })?;
+        self.stats.record_commit(pending.events, started.elapsed());
+        self.cursors.extend(pending.cursors);
+        Ok(())
+    }
+
+    /// Every `dedup_window` events on a topic, delete the marks that fell
+    /// out of the window (they are already ignored by `is_duplicate`).
+    fn sweep_dedup(&mut self, pending: &mut Pending) -> Result<(), PipelineError> {
+        let window = self.plan.dedup_window.max(1);
+        for (topic, next) in &pending.cursors {
+            let count = self.since_sweep.entry(topic.clone()).or_default();
+            *count += pending.events;
+            if *count < window {
+                continue;
+            }
+            *count = 0;
+            let prefix = keys::dedup_partition(&self.plan.name, topic, self.partition);
+            for item in self.store.scan_prefix(&prefix) {
+                let (k, v) = item?;
+                let marked_at = crate::store::decode_u64(&k, &v)?;
+                if next.saturating_sub(marked_at) > window {
+                    pending.write.deletes.push(k.to_vec());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Pending {
+    fn advance(&mut self, event: &Event) {
+        self.cursors.insert(event.topic.clone(), event.offset + 1);
+        self.events += 1;
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait in
+/// `[base/2, base]`, where `base` doubles per attempt up to the ceiling.
+pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy
+        .initial_backoff_ms
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+    let base = exp.min(policy.max_backoff_ms).max(1);
+    Duration::from_millis(fastrand::u64(base / 2..=base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+        };
+        for _ in 0..100 {
+            let first = backoff(&p, 1).as_millis();
+            assert!((50..=100).contains(&first), "{first}");
+            let third = backoff(&p, 3).as_millis();
+            assert!((200..=400).contains(&third), "{third}");
+            assert!(backoff(&p, 9).as_millis() <= 1000);
+        }
+    }
+
+    #[test]
+    fn output_ids_are_deterministic_per_handler_input_and_index() {
+        assert_eq!(output_id("h", "in-1", 0), output_id("h", "in-1", 0));
+        assert_ne!(output_id("h", "in-1", 0), output_id("h", "in-1", 1));
+        assert_ne!(output_id("h", "in-1", 0), output_id("g", "in-1", 0));
+    }
+}

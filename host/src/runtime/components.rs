@@ -1,0 +1,317 @@
+//! Components: validation against the `weir:handler` world, storage by
+//! content hash, and the compiled-artifact cache.
+//!
+//! Layout under the store's directory: `<sha256>.wasm` (the bytes as
+//! uploaded) and `<sha256>.cwasm` (wasmtime's compiled form). A restart loads
+//! the `.cwasm` instead of compiling; a `.cwasm` that this wasmtime build
+//! cannot load (other version or settings) is recompiled and replaced.
+//! Files are written to a temporary name and renamed, so a crash never leaves
+//! a half-written artifact under its final name.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::Component;
+
+use super::Runtime;
+use super::bindings::HandlerPre;
+use super::instance::StoreData;
+
+/// The world a handler must target, with its version.
+pub const WORLD: &str = "weir:handler/handler@0.1.0";
+/// The export every handler must provide.
+pub const GUEST_EXPORT: &str = "weir:handler/guest@0.1.0";
+const PACKAGE_PREFIX: &str = "weir:handler/";
+const PACKAGE_VERSION: &str = "0.1.0";
+
+/// Why a component was refused or could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// The bytes are not WebAssembly at all.
+    #[error(
+        "not a WebAssembly binary (it does not start with `\\0asm`); upload the `.wasm` file built for wasm32-wasip2"
+    )]
+    NotWasm,
+    /// A core module where a component was expected.
+    #[error(
+        "this is a core WebAssembly module, not a component; build the handler for the `wasm32-wasip2` target (`cargo build --target wasm32-wasip2`), which produces a component"
+    )]
+    CoreModule,
+    /// A component without the `weir:handler/guest` export.
+    #[error(
+        "the component does not export `{GUEST_EXPORT}` (its exports: {found}); implement `weir_sdk::Handler` and call `weir_sdk::export_handler!`"
+    )]
+    MissingExport {
+        /// What the component exports instead.
+        found: String,
+    },
+    /// Built against another version of the `weir:handler` package.
+    #[error(
+        "the component was built against `{found}`, but this host serves weir:handler@{PACKAGE_VERSION}; rebuild it with a matching weir-sdk"
+    )]
+    VersionMismatch {
+        /// The interface name the component uses.
+        found: String,
+    },
+    /// Exports or imports that do not match the world's types.
+    #[error("the component does not match the `{WORLD}` world: {0}")]
+    WrongWorld(String),
+    /// wasmtime refused the bytes.
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    /// No component with that digest is stored.
+    #[error("no component with digest {0} is stored; upload it first")]
+    NotFound(Digest),
+    /// The component store's files could not be read or written.
+    #[error("component store I/O on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl ComponentError {
+    /// A stable, machine-readable code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotWasm => "not_wasm",
+            Self::CoreModule => "core_module",
+            Self::MissingExport { .. } => "missing_export",
+            Self::VersionMismatch { .. } => "version_mismatch",
+            Self::WrongWorld(_) => "wrong_world",
+            Self::Invalid(_) => "invalid_component",
+            Self::NotFound(_) => "component_not_found",
+            Self::Io { .. } => "io",
+        }
+    }
+}
+
+/// A component's content hash: `sha256:<64 hex digits>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// Parse `sha256:<hex>` or bare hex.
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix("sha256:").unwrap_or(s);
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self(hex.to_ascii_lowercase()))
+    }
+
+    fn hex(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.0)
+    }
+}
+
+/// A validated, compiled component ready to instantiate.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    /// Its content hash.
+    pub digest: Digest,
+    pub(crate) pre: Arc<HandlerPre<StoreData>>,
+}
+
+impl fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedComponent")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Components stored by content hash, with their compiled artifacts.
+#[derive(Debug, Clone)]
+pub struct ComponentStore {
+    dir: PathBuf,
+    runtime: Runtime,
+}
+
+impl ComponentStore {
+    /// A store in `dir`, created if missing.
+    pub fn open(dir: impl Into<PathBuf>, runtime: Runtime) -> Result<Self, ComponentError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| io_err(&dir, source))?;
+        Ok(Self { dir, runtime })
+    }
+
+    /// Validate `bytes` against the world, store them and their compiled form,
+    /// and return the loaded component. Storing the same bytes twice is a no-op.
+    pub fn put(&self, bytes: &[u8]) -> Result<LoadedComponent, ComponentError> {
+        let digest = Digest::of(bytes);
+        let component = compile(&self.runtime, bytes)?;
+        let pre = check_world(&self.runtime, &component)?;
+        let wasm = self.path(&digest, "wasm");
+        if !wasm.exists() {
+            write_atomic(&wasm, bytes)?;
+        }
+        self.write_artifact(&digest, &component)?;
+        Ok(LoadedComponent {
+            digest,
+            pre: Arc::new(pre),
+        })
+    }
+
+    /// Load a stored component, from its compiled artifact when possible.
+    pub fn load(&self, digest: &Digest) -> Result<LoadedComponent, ComponentError> {
+        let component = match self.load_artifact(digest) {
+            Some(component) => component,
+            None => {
+                let wasm = self.path(digest, "wasm");
+                let bytes = fs::read(&wasm).map_err(|source| match source.kind() {
+                    std::io::ErrorKind::NotFound => ComponentError::NotFound(digest.clone()),
+                    _ => io_err(&wasm, source),
+                })?;
+                let component = compile(&self.runtime, &bytes)?;
+                self.write_artifact(digest, &component)?;
+                component
+            }
+        };
+        let pre = check_world(&self.runtime, &component)?;
+        Ok(LoadedComponent {
+            digest: digest.clone(),
+            pre: Arc::new(pre),
+        })
+    }
+
+    /// Digests and sizes of every stored component.
+    pub fn list(&self) -> Result<Vec<(Digest, u64)>, ComponentError> {
+        let entries = fs::read_dir(&self.dir).map_err(|source| io_err(&self.dir, source))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| io_err(&self.dir, source))?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "wasm")
+                && let Some(digest) = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(Digest::parse)
+            {
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push((digest, len));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whether the compiled artifact of `digest` is cached.
+    pub fn is_cached(&self, digest: &Digest) -> bool {
+        self.path(digest, "cwasm").exists()
+    }
+
+    fn path(&self, digest: &Digest, ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", digest.hex()))
+    }
+
+    fn write_artifact(&self, digest: &Digest, component: &Component) -> Result<(), ComponentError> {
+        let bytes = component
+            .serialize()
+            .map_err(|e| ComponentError::Invalid(format!("cannot serialize: {e}")))?;
+        write_atomic(&self.path(digest, "cwasm"), &bytes)
+    }
+
+    fn load_artifact(&self, digest: &Digest) -> Option<Component> {
+        let path = self.path(digest, "cwasm");
+        // Read into memory rather than mapping the file: a file changed
+        // under a live mapping would crash the host (SIGBUS).
+        let bytes = fs::read(&path).ok()?;
+        // SAFETY: `.cwasm` files are only ever written by `write_artifact`
+        // above, from `Component::serialize` of this same engine family, and
+        // renamed into place atomically. wasmtime still checks the header and
+        // the engine compatibility hash; on mismatch we recompile.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize(self.runtime.engine(), &bytes) };
+        match loaded {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "compiled artifact unusable; recompiling");
+                None
+            }
+        }
+    }
+}
+
+/// Check the header, then compile.
+pub(crate) fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Component, ComponentError> {
+    match bytes.get(0..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(ComponentError::CoreModule),
+        Some([0, b'a', b's', b'm', ..]) => {}
+        _ => return Err(ComponentError::NotWasm),
+    }
+    Component::new(runtime.engine(), bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))
+}
+
+/// Check that `component` exports the guest interface at our version and
+/// type-checks against the world.
+pub(crate) fn check_world(
+    runtime: &Runtime,
+    component: &Component,
+) -> Result<HandlerPre<StoreData>, ComponentError> {
+    let engine = runtime.engine();
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    if !exports.iter().any(|e| e == GUEST_EXPORT) {
+        if let Some(other) = exports
+            .iter()
+            .find(|e| e.starts_with("weir:handler/guest@"))
+        {
+            return Err(ComponentError::VersionMismatch {
+                found: other.clone(),
+            });
+        }
+        let found = if exports.is_empty() {
+            "none".to_string()
+        } else {
+            exports.join(", ")
+        };
+        return Err(ComponentError::MissingExport { found });
+    }
+    if let Some((name, _)) = ty.imports(engine).find(|(n, _)| {
+        n.starts_with(PACKAGE_PREFIX) && !n.ends_with(&format!("@{PACKAGE_VERSION}"))
+    }) {
+        return Err(ComponentError::VersionMismatch {
+            found: name.to_string(),
+        });
+    }
+    let pre = runtime
+        .linker()
+        .pre(component)
+        .map_err(|e| ComponentError::WrongWorld(format!("{e:#}")))?;
+    super::instance::probe(runtime, &pre).map_err(ComponentError::WrongWorld)?;
+    Ok(pre)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ComponentError> {
+    let tmp = path.with_extension("tmp");
+    let result = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|source| io_err(path, source))
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> ComponentError {
+    ComponentError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,168 @@
+//! Sandboxed handler execution (wasmtime, component model).
+//!
+//! Owns the [`Runtime`]: one wasmtime engine with epoch interruption and its
+//! ticker thread, the linker that gives guests exactly the `weir:handler`
+//! imports plus deny-by-default WASI, the content-addressed component store
+//! with its compiled-artifact cache ([`components`]), and handler instances
+//! with per-invocation limits ([`instance`]).
+//!
+//! Invariants: every store is built by [`instance`] with a memory limiter and
+//! an epoch deadline installed; no guest sees the filesystem, network,
+//! environment, wall clock or randomness; a trapped instance is never
+//! re-entered.
+
+mod bindings;
+pub mod components;
+mod determinism;
+mod guest_io;
+pub mod instance;
+mod linker;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::{Config, Engine};
+
+pub use components::{ComponentError, ComponentStore, Digest, LoadedComponent};
+pub use guest_io::Level as LogLevel;
+pub use instance::{HandlerInstance, InvokeError, StateError, StateReader, StateWrites};
+
+/// How often the epoch ticks; deadlines are rounded up to whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Errors of the runtime layer.
+pub type Result<T, E = ComponentError> = std::result::Result<T, E>;
+
+/// Per-invocation limits of a handler. Every field has a default; a handler's
+/// config overrides any of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall time one invocation may run before it is stopped, in milliseconds.
+    pub deadline_ms: u64,
+    /// Linear memory the instance may grow to, in bytes.
+    pub memory_bytes: u64,
+    /// Outputs one invocation may return.
+    pub max_outputs: u32,
+    /// Total payload + header bytes of one invocation's outputs.
+    pub max_output_bytes: u64,
+    /// Guest log lines per second forwarded to the host log (the rest are dropped).
+    pub log_lines_per_sec: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 1_000,
+            memory_bytes: 64 << 20,
+            max_outputs: 100,
+            max_output_bytes: 1 << 20,
+            log_lines_per_sec: 100,
+        }
+    }
+}
+
+impl Limits {
+    /// The deadline as a duration.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+}
+
+/// What an instance needs to know about the handler it runs.
+#[derive(Debug, Clone, Default)]
+pub struct HandlerSettings {
+    /// Handler name, used in logs and lineage.
+    pub name: String,
+    /// Per-invocation limits.
+    pub limits: Limits,
+    /// Topics the handler may emit to; an output elsewhere is rejected.
+    pub allowed_outputs: Vec<String>,
+    /// Deployment config the guest reads through `weir:handler/config`.
+    pub config: BTreeMap<String, String>,
+}
+
+/// The wasmtime engine, its epoch ticker and the guest linker.
+///
+/// Cheap to clone; the ticker stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<linker::GuestLinker>,
+    _ticker: Arc<Ticker>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// An engine configured for handlers: component model, epoch
+    /// interruption, and a ticker thread advancing the epoch.
+    pub fn new() -> Result<Self, wasmtime::Error> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let linker = Arc::new(linker::GuestLinker::new(&engine)?);
+        let ticker = Arc::new(Ticker::start(&engine));
+        Ok(Self {
+            engine,
+            linker,
+            _ticker: ticker,
+        })
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &linker::GuestLinker {
+        &self.linker
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct Ticker {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> Self {
+        let weak = engine.weak();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(EPOCH_TICK)
+                {
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .ok();
+        Self {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

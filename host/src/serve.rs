@@ -1,0 +1,197 @@
+//! `weir serve`: open the data directory, validate and load every handler,
+//! start the consumer loops and the HTTP API, and shut down gracefully.
+//!
+//! Owns start-up order and failure reporting: a bad config, a component that
+//! does not validate or a data directory held by another process each stop
+//! start-up with a message naming what to fix. A fatal pipeline error (disk
+//! full, I/O error) stops the host with exit status 1; a restart resumes from
+//! the committed offsets. SIGINT/SIGTERM drain in-flight batches; a second
+//! signal exits at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::admin::{AppState, router};
+use crate::config::Config;
+use crate::pipeline::{HandlerPlan, Pipeline, PipelineError, now_ms};
+use crate::runtime::{ComponentStore, HandlerSettings, Runtime};
+use crate::store::Store;
+
+/// Options of `weir serve` after flags and config are merged.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The config file.
+    pub config: PathBuf,
+    /// Overrides the config's `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Overrides the config's `admin.addr`.
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// Run the host until a signal or a fatal error.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let config = Config::load(&opts.config)?;
+    let data_dir = opts
+        .data_dir
+        .or_else(|| config.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("weir-data"));
+    let addr = opts.admin_addr.unwrap_or(config.admin.addr);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let store = Arc::new(open_store(&data_dir)?);
+    for (name, topic) in &config.topics {
+        store
+            .ensure_topic(name, topic.partitions)
+            .with_context(|| format!("topic `{name}`"))?;
+    }
+    let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
+    let components = ComponentStore::open(data_dir.join("components"), runtime.clone())?;
+    let plans = load_handlers(&config, &components)?;
+    let handler_count = plans.len();
+
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<PipelineError>();
+    let pipeline = Pipeline::start(store.clone(), &runtime, config.pipeline, plans, fatal_tx)?;
+    let retention = spawn_retention(store.clone(), config.clone());
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (admin.addr / --admin-addr)"))?;
+    let app = router(
+        AppState {
+            store: store.clone(),
+        },
+        config.admin.max_body_bytes,
+    );
+    tracing::info!(
+        addr = %listener.local_addr().unwrap_or(addr),
+        data_dir = %data_dir.display(),
+        handlers = handler_count,
+        topics = config.topics.len(),
+        "weir is ready"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<PipelineError>>();
+    tokio::spawn(async move {
+        let fatal = tokio::select! {
+            () = signal() => None,
+            e = fatal_rx.recv() => e,
+        };
+        let _ = stop_tx.send(fatal);
+        signal().await;
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(130);
+    });
+    let (fatal_seen_tx, fatal_seen_rx) = tokio::sync::oneshot::channel();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let fatal = stop_rx.await.ok().flatten();
+            let _ = fatal_seen_tx.send(fatal);
+        })
+        .await
+        .context("HTTP server failed")?;
+    tracing::info!("draining consumer loops");
+    retention.abort();
+    tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
+    store.flush()?;
+    if let Ok(Some(fatal)) = fatal_seen_rx.await {
+        bail!("{fatal}");
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
+    let path = data_dir.join("store");
+    Store::open(&path).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("lock") {
+            anyhow::anyhow!(
+                "data directory {} is in use by another weir process ({text}); stop it or pass another --data-dir",
+                data_dir.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot open the store at {}: {text}", path.display())
+        }
+    })
+}
+
+fn load_handlers(config: &Config, components: &ComponentStore) -> anyhow::Result<Vec<HandlerPlan>> {
+    let mut plans = Vec::new();
+    for (name, h) in &config.handlers {
+        let bytes = std::fs::read(&h.component).with_context(|| {
+            format!(
+                "handler `{name}`: cannot read component {}",
+                h.component.display()
+            )
+        })?;
+        let component = components.put(&bytes).with_context(|| {
+            format!(
+                "handler `{name}`: component {} refused",
+                h.component.display()
+            )
+        })?;
+        tracing::info!(handler = %name, digest = %component.digest, "handler loaded");
+        plans.push(HandlerPlan {
+            name: name.clone(),
+            component,
+            settings: HandlerSettings {
+                name: name.clone(),
+                limits: h.limits.clone(),
+                allowed_outputs: h.outputs.clone(),
+                config: h.config.clone(),
+            },
+            subscribe: h.subscribe.clone(),
+            retry: h.retry,
+            dedup_window: h.dedup_window,
+        });
+    }
+    Ok(plans)
+}
+
+fn spawn_retention(store: Arc<Store>, config: Config) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let config = config.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                for (name, t) in &config.topics {
+                    let max_age = t.retention_secs.saturating_mul(1000);
+                    match store.apply_retention(name, now_ms(), max_age, t.retention_bytes) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(topic = %name, removed = n, "retention applied"),
+                        Err(e) => tracing::error!(topic = %name, error = %e, "retention failed"),
+                    }
+                }
+            });
+            let _ = done.await;
+        }
+    })
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

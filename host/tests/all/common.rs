@@ -1,0 +1,44 @@
+//! Shared helpers: paths of built guests, a runtime, in-memory state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use weir::runtime::{StateError, StateReader};
+
+/// Path of the built guest `name` (crate name with `-` as `_`).
+pub fn guest_path(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests/target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "guest {name} is not built at {}; run `cargo xtask guests` (or `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+/// The bytes of the built guest `name`.
+pub fn guest(name: &str) -> Vec<u8> {
+    std::fs::read(guest_path(name)).expect("read guest")
+}
+
+/// Committed state held in memory, standing in for the store in runtime tests.
+#[derive(Default, Clone)]
+pub struct MemState(pub Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
+
+impl StateReader for MemState {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+}
+
+/// A reader whose every read fails, as a broken disk would.
+pub struct BrokenState;
+
+impl StateReader for BrokenState {
+    fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        Err(StateError("disk on fire".into()))
+    }
+}

@@ -1,0 +1,8 @@
+//! Host integration tests, one binary, one module per area. They run real
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! components built from `guests/` (`cargo xtask guests`).
+
+mod api;
+mod common;
+mod runtime;

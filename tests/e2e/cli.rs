@@ -1,0 +1,177 @@
+//! The `weir` binary as people use it: `publish` and `tail` against a
+//! running host, graceful shutdown on SIGTERM, and start-up refusing bad
+//! configs and bad components with messages that say what to fix.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use weir_e2e::{Host, eventually, guest, weir_bin};
+
+fn quickstart_config() -> String {
+    format!(
+        r#"
+[topics.orders]
+partitions = 2
+[topics.enriched]
+partitions = 2
+[handlers.enrich]
+component = "{}"
+subscribe = ["orders"]
+outputs = ["enriched"]
+config = {{ output_topic = "enriched", greeting = "hi" }}
+"#,
+        guest("map").display()
+    )
+}
+
+fn weir(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(weir_bin())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn publish_and_tail_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path(), &quickstart_config());
+    let addr = host.base();
+    let events = std::fs::read_to_string(
+        weir_e2e::workspace_root().join("examples/quickstart/events.ndjson"),
+    )
+    .unwrap();
+    let published = weir(&["publish", "orders", "--addr", &addr], Some(&events));
+    assert!(published.status.success(), "{published:?}");
+    assert!(String::from_utf8_lossy(&published.stderr).contains("published 12 events"));
+
+    // 12 lines: 10 orders, one producer retry (deduplicated), one malformed.
+    let lines = eventually(Duration::from_secs(30), "10 enriched orders", || {
+        let out = weir(
+            &["tail", "enriched", "--from-beginning", "--addr", &addr],
+            None,
+        );
+        assert!(out.status.success(), "{out:?}");
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines.len() >= 10).then_some(lines)
+    });
+    assert_eq!(lines.len(), 10);
+    for line in &lines {
+        assert_eq!(line["payload"]["greeting"], "hi");
+        assert_eq!(line["topic"], "enriched");
+    }
+
+    let missing = weir(&["publish", "nope", "--addr", &addr], Some(&events));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("unknown_topic"));
+    let down = weir(&["tail", "orders", "--addr", "http://127.0.0.1:9"], None);
+    assert!(String::from_utf8_lossy(&down.stderr).contains("is `weir serve` running"));
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly_and_a_restart_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::start(dir.path(), &quickstart_config());
+    let lines: Vec<String> = (0..500)
+        .map(|i| {
+            format!(
+                r#"{{"id":"o{i}","key":"c{}","payload":{{"n":{i}}}}}"#,
+                i % 7
+            )
+        })
+        .collect();
+    assert_eq!(host.publish("orders", &lines).unwrap().0, 200);
+    let status = host.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}\n{}",
+        host.log_text()
+    );
+    assert!(host.log_text().contains("stopped cleanly"));
+    host.restart();
+    eventually(Duration::from_secs(30), "all 500 outputs", || {
+        let n: usize = host.read_all("enriched").iter().map(Vec::len).sum();
+        assert!(n <= 500, "duplicates after restart: {n}");
+        (n == 500).then_some(())
+    });
+}
+
+fn serve_fails(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, config).unwrap();
+    let data = dir.path().join("data");
+    let out = weir(
+        &[
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "serve should refuse: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn serve_refuses_bad_configs_and_components_with_clear_errors() {
+    let typo = quickstart_config().replace("subscribe", "subscribes");
+    let err = serve_fails(&typo);
+    assert!(err.contains("handlers.enrich.subscribes"), "{err}");
+
+    let err = serve_fails("[[[");
+    assert!(err.contains("invalid config"), "{err}");
+
+    let core = quickstart_config().replace(
+        guest("map").to_str().unwrap(),
+        guest("not-a-component").to_str().unwrap(),
+    );
+    let err = serve_fails(&core);
+    assert!(
+        err.contains("handler `enrich`") && err.contains("core WebAssembly module"),
+        "{err}"
+    );
+
+    let missing = quickstart_config().replace(guest("map").to_str().unwrap(), "/no/such.wasm");
+    let err = serve_fails(&missing);
+    assert!(err.contains("cannot read component /no/such.wasm"), "{err}");
+}
+
+#[test]
+fn two_hosts_cannot_serve_one_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path(), &quickstart_config());
+    let data = dir.path().join("data");
+    let out = weir(
+        &[
+            "serve",
+            "--config",
+            host.config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another weir process"), "{err}");
+}

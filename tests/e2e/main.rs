@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `weir` binary, real components, sled on disk.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod crash;

@@ -1,0 +1,96 @@
+//! `cargo xtask`: the repository's build chores, run as
+//! `cargo xtask <subcommand>` (alias in `.cargo/config.toml`).
+//!
+//! This file owns argument dispatch only; each subcommand lives in its own
+//! module and nested cargo invocations go through [`cmd`].
+
+mod cmd;
+mod guests;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <subcommand> [args...]
+
+subcommands:
+  guests         build every guest in guests/ as a wasm32-wasip2 component
+  test [args]    build the guests and the weir binary, then `cargo test --workspace [args]`
+  run [args]     build the guests, then serve examples/quickstart (extra args go to `weir serve`)
+  bench [args]   build the guests, then run every benchmark (`cargo bench -p weir [args]`);
+                 `--quick` runs a shorter version
+  help           show this message";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the context chain without anyhow's backtrace.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run the subcommand named by the first argument.
+fn dispatch(args: &[String]) -> Result<()> {
+    let (subcommand, rest) = match args.split_first() {
+        Some((first, rest)) => (first.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    match subcommand {
+        "guests" => guests::build(&repo_root()).map(|_| ()),
+        "test" => test(&repo_root(), rest),
+        "run" => run(&repo_root(), rest),
+        "bench" => bench(&repo_root(), rest),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown subcommand {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// Build the guests and the `weir` binary (the end-to-end tests drive it),
+/// then run the root workspace's tests with `extra` args.
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    guests::build(root)?;
+    let mut build = cmd::cargo(root);
+    build.args(["build", "-p", "weir", "--bin", "weir"]);
+    cmd::run(&mut build, "cargo build -p weir --bin weir")?;
+    let mut cargo = cmd::cargo(root);
+    cargo.args(["test", "--workspace"]).args(extra);
+    cmd::run(&mut cargo, "cargo test --workspace")
+}
+
+/// Build the guests, then serve the quickstart example in the foreground.
+fn run(root: &Path, extra: &[String]) -> Result<()> {
+    guests::build(root)?;
+    let config = root.join("examples/quickstart/weir.toml");
+    let mut cargo = cmd::cargo(root);
+    cargo
+        .args(["run", "--quiet", "-p", "weir", "--", "serve", "--config"])
+        .arg(&config)
+        .args(extra);
+    eprintln!("serving examples/quickstart on http://127.0.0.1:7070 (Ctrl-C to stop)");
+    eprintln!("  then: cargo run -q -p weir -- publish orders examples/quickstart/events.ndjson");
+    eprintln!("        cargo run -q -p weir -- tail enriched --from-beginning");
+    cmd::run(&mut cargo, "weir serve")
+}
+
+/// Build the guests, then run every benchmark of the host in one run.
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    guests::build(root)?;
+    let mut cargo = cmd::cargo(root);
+    cargo.args(["bench", "-p", "weir", "--"]).args(extra);
+    cmd::run(&mut cargo, "cargo bench -p weir")
+}
+
+/// The repository root: the parent of this crate's directory.
+fn repo_root() -> PathBuf {
+    let xtask_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir.parent().unwrap_or(xtask_dir).to_path_buf()
+}
