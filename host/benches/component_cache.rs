@@ -4,6 +4,8 @@
 //! Run: `cargo bench -p weir --bench component_cache` (or `cargo xtask bench`).
 //! Needs the guests built (`cargo xtask guests`).
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -54,16 +54,20 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let handler_count = plans.len();
 
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<PipelineError>();
-    let pipeline = Pipeline::start(store.clone(), &runtime, config.pipeline, plans, fatal_tx)?;
+    let pipeline = Pipeline::start(
+        store.clone(),
+        &runtime,
+        config.pipeline,
+        plans,
+        fatal_tx.clone(),
+    )?;
     let retention = spawn_retention(store.clone(), config.clone());
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (admin.addr / --admin-addr)"))?;
     let app = router(
-        AppState {
-            store: store.clone(),
-        },
+        AppState::new(store.clone()).with_fatal(fatal_tx),
         config.admin.max_body_bytes,
     );
     tracing::info!(

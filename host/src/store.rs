@@ -34,7 +34,7 @@ use crate::runtime::{StateError, StateReader};
 pub enum StoreError {
     /// sled failed: disk full, I/O error, corruption. Fatal for the host.
     #[error("store I/O error: {0}; Weir stops and resumes from the last commit on restart")]
-    Io(#[from] sled::Error),
+    Io(sled::Error),
     /// A value on disk could not be decoded.
     #[error("store record under {key} is corrupt: {message}")]
     Corrupt {
@@ -80,6 +80,13 @@ pub enum StoreError {
         /// The epoch in the store.
         current: u64,
     },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        // Not a `#[source]`: the message already includes it once.
+        Self::Io(e)
+    }
 }
 
 /// Result of store operations.

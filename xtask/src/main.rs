@@ -17,7 +17,8 @@ usage: cargo xtask <subcommand> [args...]
 
 subcommands:
   guests         build every guest in guests/ as a wasm32-wasip2 component
-  test [args]    build the guests and the weir binary, then `cargo test --workspace [args]`
+  test [args]    build the guests and the weir binary, run `cargo test --workspace [args]`,
+                 then the SDK's and the guests' own tests
   run [args]     build the guests, then serve examples/quickstart (extra args go to `weir serve`)
   bench [args]   build the guests, then run every benchmark (`cargo bench -p weir [args]`);
                  `--quick` runs a shorter version
@@ -63,7 +64,14 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     cmd::run(&mut build, "cargo build -p weir --bin weir")?;
     let mut cargo = cmd::cargo(root);
     cargo.args(["test", "--workspace"]).args(extra);
-    cmd::run(&mut cargo, "cargo test --workspace")
+    cmd::run(&mut cargo, "cargo test --workspace")?;
+    // The SDK and the guests' own unit tests run natively, in their workspaces.
+    for dir in ["sdk", "guests"] {
+        let mut cargo = cmd::foreign_cargo(&root.join(dir));
+        cargo.arg("test").args(extra);
+        cmd::run(&mut cargo, &format!("cargo test (in {dir}/)"))?;
+    }
+    Ok(())
 }
 
 /// Build the guests, then serve the quickstart example in the foreground.

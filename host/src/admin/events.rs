@@ -184,9 +184,8 @@ pub(super) async fn publish(
     };
     let positions = tokio::task::spawn_blocking(move || store.commit(write, |_| Ok(())))
         .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| state.store_error(e))?;
     let events: Vec<Value> = ids
         .into_iter()
         .zip(positions)

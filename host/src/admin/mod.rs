@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use crate::pipeline::PipelineError;
 use crate::store::{Store, StoreError};
 
 /// Shared state of every route.
@@ -25,6 +26,30 @@ use crate::store::{Store, StoreError};
 pub struct AppState {
     /// The store.
     pub store: Arc<Store>,
+    /// Where a store failure is reported so the host stops (a failed sled
+    /// write leaves the store in an unknown state; recovery is a restart).
+    pub fatal: Option<tokio::sync::mpsc::UnboundedSender<PipelineError>>,
+}
+
+impl AppState {
+    /// State over `store`, with no fatal-error channel (tests).
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store, fatal: None }
+    }
+
+    /// Report store I/O failures on `fatal`.
+    pub fn with_fatal(mut self, fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>) -> Self {
+        self.fatal = Some(fatal);
+        self
+    }
+
+    /// Turn a store error into an API error, stopping the host on I/O errors.
+    pub(crate) fn store_error(&self, e: StoreError) -> ApiError {
+        if let (StoreError::Io(_), Some(fatal)) = (&e, &self.fatal) {
+            let _ = fatal.send(PipelineError::Host(format!("while appending events: {e}")));
+        }
+        e.into()
+    }
 }
 
 /// The API's router. `max_body_bytes` bounds every request body.

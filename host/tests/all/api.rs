@@ -25,12 +25,7 @@ fn api() -> Api {
 
 impl Api {
     async fn call(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, Value) {
-        let app = router(
-            AppState {
-                store: self.store.clone(),
-            },
-            4096,
-        );
+        let app = router(AppState::new(self.store.clone()), 4096);
         let request = Request::builder()
             .method(method)
             .uri(uri)

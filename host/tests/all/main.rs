@@ -5,4 +5,5 @@
 
 mod api;
 mod common;
+mod pipeline;
 mod runtime;
