@@ -91,7 +91,7 @@ fn pipeline_row(runtime: &Runtime, wasm: &[u8], n: usize, batch: usize, partitio
     let start = Instant::now();
     let pipeline =
         Pipeline::start(store.clone(), runtime, settings, vec![plan], tx).expect("start");
-    let stats = pipeline.stats()["map"].clone();
+    let stats = pipeline.stats("map");
     while stats.events.load(Ordering::Relaxed) < n as u64 {
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -38,6 +38,9 @@ pub enum Command {
         /// Address of the HTTP API; overrides `admin.addr`.
         #[arg(long, env = "WEIR_ADMIN_ADDR")]
         admin_addr: Option<SocketAddr>,
+        /// Bearer token the `/v1` API requires; overrides `admin.token`.
+        #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// Publish NDJSON events (one `{"id", "key", "headers", "payload"}` per
     /// line) from a file or stdin to a topic of a running host.
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             data_dir,
             admin_addr,
+            admin_token,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -96,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 config,
                 data_dir,
                 admin_addr,
+                admin_token,
             }))
         }
         Command::Publish {

@@ -76,6 +76,11 @@ pub struct AdminConfig {
     pub addr: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest component upload, in bytes.
+    pub max_component_bytes: usize,
+    /// Bearer token required on every `/v1` route (`WEIR_ADMIN_TOKEN` and
+    /// `--admin-token` win). Required when `addr` is not loopback.
+    pub token: Option<String>,
 }
 
 impl Default for AdminConfig {
@@ -83,6 +88,8 @@ impl Default for AdminConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             max_body_bytes: 8 << 20,
+            max_component_bytes: 64 << 20,
+            token: None,
         }
     }
 }

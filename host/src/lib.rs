@@ -8,6 +8,8 @@
 //! - [`runtime`]: the wasmtime sandbox: validation, compiled cache, limits.
 //! - [`pipeline`]: consumer loops and the commit protocol
 //!   ([`pipeline::commit`]).
+//! - [`handlers`]: deployed handlers, revisions, pause, rewind, dead letters.
+//! - [`metrics`]: counters and histograms, Prometheus text.
 //! - [`admin`]: the HTTP API.
 //! - [`serve`] and [`cli`]: the `weir` binary.
 
@@ -15,6 +17,8 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod handlers;
+pub mod metrics;
 pub mod pipeline;
 pub mod runtime;
 pub mod serve;

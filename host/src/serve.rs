@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::admin::{AppState, router};
+use crate::admin::{AppState, Limits, router};
 use crate::config::Config;
-use crate::pipeline::{HandlerPlan, Pipeline, PipelineError, now_ms};
-use crate::runtime::{ComponentStore, HandlerSettings, Runtime};
+use crate::handlers::{HandlerSpec, Handlers};
+use crate::pipeline::{Pipeline, PipelineError, now_ms};
+use crate::runtime::{ComponentStore, Runtime};
 use crate::store::Store;
 
 /// Options of `weir serve` after flags and config are merged.
@@ -30,6 +31,8 @@ pub struct ServeOptions {
     pub data_dir: Option<PathBuf>,
     /// Overrides the config's `admin.addr`.
     pub admin_addr: Option<SocketAddr>,
+    /// Overrides the config's `admin.token`.
+    pub admin_token: Option<String>,
 }
 
 /// Run the host until a signal or a fatal error.
@@ -40,6 +43,15 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("weir-data"));
     let addr = opts.admin_addr.unwrap_or(config.admin.addr);
+    let token = opts
+        .admin_token
+        .or_else(|| config.admin.token.clone())
+        .filter(|t| !t.is_empty());
+    if token.is_none() && !addr.ip().is_loopback() {
+        bail!(
+            "refusing to serve the admin API on {addr} without a token: set admin.token, WEIR_ADMIN_TOKEN or --admin-token, or listen on a loopback address"
+        );
+    }
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let store = Arc::new(open_store(&data_dir)?);
@@ -50,26 +62,30 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
     let components = ComponentStore::open(data_dir.join("components"), runtime.clone())?;
-    let plans = load_handlers(&config, &components)?;
-    let handler_count = plans.len();
-
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<PipelineError>();
-    let pipeline = Pipeline::start(
+    let pipeline = Arc::new(Pipeline::new(
         store.clone(),
         &runtime,
         config.pipeline,
-        plans,
         fatal_tx.clone(),
-    )?;
+    ));
+    let handlers = Arc::new(Handlers::new(store.clone(), components, pipeline.clone()));
+    deploy_config_handlers(&config, &handlers)?;
+    let handler_count = handlers.start_all()? + config.handlers.len();
     let retention = spawn_retention(store.clone(), config.clone());
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (admin.addr / --admin-addr)"))?;
-    let app = router(
-        AppState::new(store.clone()).with_fatal(fatal_tx),
-        config.admin.max_body_bytes,
-    );
+    let state = AppState::new(store.clone(), handlers.clone())
+        .with_fatal(fatal_tx)
+        .with_token(token);
+    let ready = state.ready.clone();
+    let limits = Limits {
+        max_body_bytes: config.admin.max_body_bytes,
+        max_component_bytes: config.admin.max_component_bytes,
+    };
+    let app = router(state, limits);
     tracing::info!(
         addr = %listener.local_addr().unwrap_or(addr),
         data_dir = %data_dir.display(),
@@ -84,6 +100,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             () = signal() => None,
             e = fatal_rx.recv() => e,
         };
+        ready.store(false, std::sync::atomic::Ordering::SeqCst);
         let _ = stop_tx.send(fatal);
         signal().await;
         tracing::warn!("second signal: exiting without draining");
@@ -123,8 +140,9 @@ fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     })
 }
 
-fn load_handlers(config: &Config, components: &ComponentStore) -> anyhow::Result<Vec<HandlerPlan>> {
-    let mut plans = Vec::new();
+/// Deploy the config file's handlers: upload each component, then create
+/// the handler or roll out a new revision if its spec changed.
+fn deploy_config_handlers(config: &Config, handlers: &Handlers) -> anyhow::Result<()> {
     for (name, h) in &config.handlers {
         let bytes = std::fs::read(&h.component).with_context(|| {
             format!(
@@ -132,28 +150,18 @@ fn load_handlers(config: &Config, components: &ComponentStore) -> anyhow::Result
                 h.component.display()
             )
         })?;
-        let component = components.put(&bytes).with_context(|| {
+        let component = handlers.components().put(&bytes).with_context(|| {
             format!(
                 "handler `{name}`: component {} refused",
                 h.component.display()
             )
         })?;
-        tracing::info!(handler = %name, digest = %component.digest, "handler loaded");
-        plans.push(HandlerPlan {
-            name: name.clone(),
-            component,
-            settings: HandlerSettings {
-                name: name.clone(),
-                limits: h.limits.clone(),
-                allowed_outputs: h.outputs.clone(),
-                config: h.config.clone(),
-            },
-            subscribe: h.subscribe.clone(),
-            retry: h.retry,
-            dedup_window: h.dedup_window,
-        });
+        let (record, changed) = handlers
+            .put(name, HandlerSpec::from_config(h, &component.digest))
+            .with_context(|| format!("handler `{name}`"))?;
+        tracing::info!(handler = %name, digest = %component.digest, revision = record.active, changed, "handler loaded");
     }
-    Ok(plans)
+    Ok(())
 }
 
 fn spawn_retention(store: Arc<Store>, config: Config) -> tokio::task::JoinHandle<()> {

@@ -13,6 +13,8 @@
 //! | `d/` | handler `/` topic `/` partition message-id | offset it was committed at |
 //! | `s/` | handler `/` partition state-key | state value |
 //! | `x/` | handler `/` topic `/` partition offset | [`DeadLetter`] |
+//! | `q/` | handler `/` partition topic `/` offset | event queued for replay |
+//! | `h/` | handler | its record: revisions, active, paused |
 //!
 //! Invariants: offsets in a partition are assigned under one lock, in the
 //! order of `apply_batch`; a record is readable (the *durable head*) only
@@ -211,6 +213,30 @@ pub mod keys {
     /// `x/handler/`: prefix of a handler's dead letters.
     pub fn dead_handler(handler: &str) -> Vec<u8> {
         join(b"x/", &[handler.as_bytes(), b""])
+    }
+    /// `h/handler`
+    pub fn handler(handler: &str) -> Vec<u8> {
+        join(b"h/", &[handler.as_bytes()])
+    }
+    /// Every prefix holding keys of `handler` (cursors, epochs, dedup marks,
+    /// state, dead letters, replay queue).
+    pub fn handler_prefixes(handler: &str) -> Vec<Vec<u8>> {
+        [b"c/", b"e/", b"d/", b"s/", b"x/", b"q/"]
+            .iter()
+            .map(|p| join(*p, &[handler.as_bytes(), b""]))
+            .collect()
+    }
+    /// `q/handler/<p>`: prefix of one partition's replay queue.
+    pub fn replay_partition(handler: &str, partition: u32) -> Vec<u8> {
+        join(b"q/", &[handler.as_bytes(), &partition.to_be_bytes()])
+    }
+    /// `q/handler/<p>topic/<offset>`
+    pub fn replay(handler: &str, partition: u32, topic: &str, offset: u64) -> Vec<u8> {
+        let mut k = replay_partition(handler, partition);
+        k.extend_from_slice(topic.as_bytes());
+        k.push(b'/');
+        k.extend_from_slice(&offset.to_be_bytes());
+        k
     }
     /// `x/handler/topic/<p><offset>`
     pub fn dead(handler: &str, topic: &str, partition: u32, offset: u64) -> Vec<u8> {
@@ -438,6 +464,36 @@ impl Store {
             out.push(record.into_event(topic, partition, offset));
         }
         Ok(out)
+    }
+
+    /// The oldest retained offset of a partition (the head if it is empty).
+    pub fn earliest(&self, topic: &str, partition: u32) -> Result<u64> {
+        self.check_partition(topic, partition)?;
+        match self
+            .db
+            .scan_prefix(keys::log_partition(topic, partition))
+            .next()
+        {
+            Some(item) => {
+                let (k, _) = item?;
+                decode_u64(&k, &k[k.len() - 8..])
+            }
+            None => Ok(self.durable_head(topic, partition)),
+        }
+    }
+
+    /// The first offset of a partition appended at or after `timestamp_ms`
+    /// (the head if none).
+    pub fn offset_at(&self, topic: &str, partition: u32, timestamp_ms: u64) -> Result<u64> {
+        self.check_partition(topic, partition)?;
+        for item in self.db.scan_prefix(keys::log_partition(topic, partition)) {
+            let (k, v) = item?;
+            let record: LogRecord = decode(&k, &v)?;
+            if record.timestamp_ms >= timestamp_ms {
+                return decode_u64(&k, &k[k.len() - 8..]);
+            }
+        }
+        Ok(self.durable_head(topic, partition))
     }
 
     /// Read one key.

@@ -4,7 +4,9 @@
 //! `"handled_by": "map"`, `"source_id": <event id>` and, when the config key
 //! `greeting` is set, `"greeting": <value>`. Exactly one output per input, to
 //! the topic in config `output_topic` (default `"enriched"`), keeping the
-//! input's key. A payload that is not a JSON object is rejected.
+//! input's key. A payload that is not a JSON object is rejected, unless the
+//! config key `wrap_non_objects` is `"true"`: then it becomes `{"value": ...}`
+//! (the "fixed revision" in the host's dead-letter replay tests).
 
 use serde_json::{Map, Value};
 use weir_sdk::{Event, Handler, HandlerError, Output, Result, config};
@@ -16,6 +18,9 @@ impl Handler for Enrich {
     fn handle(event: Event) -> Result<Vec<Output>> {
         let mut object = match event.json::<Value>()? {
             Value::Object(object) => object,
+            other if config::get("wrap_non_objects").as_deref() == Some("true") => {
+                Map::from_iter([("value".to_string(), other)])
+            }
             other => {
                 return Err(HandlerError::reject(format!(
                     "event {}: payload must be a JSON object, got {}",

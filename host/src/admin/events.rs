@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::event::{Event, partition_for};
-use crate::store::{Append, DeadLetter, LogRecord, Write, decode, keys};
+use crate::store::{Append, LogRecord, Write};
 
 /// Longest message ID accepted.
 pub const MAX_ID_BYTES: usize = 512;
@@ -245,25 +245,6 @@ pub(super) async fn list_topics(State(state): State<AppState>) -> Json<Value> {
         })
         .collect();
     Json(json!({"topics": topics}))
-}
-
-pub(super) async fn dead_letters(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let mut out = Vec::new();
-    for item in state.store.scan_prefix(&keys::dead_handler(&name)) {
-        let (k, v) = item?;
-        let dead: DeadLetter = decode(&k, &v)?;
-        out.push(json!({
-            "event": EventView::from(dead.event),
-            "kind": dead.kind,
-            "error": dead.error,
-            "attempts": dead.attempts,
-            "at_ms": dead.at_ms,
-        }));
-    }
-    Ok(Json(json!({"handler": name, "dead_letters": out})))
 }
 
 #[cfg(test)]

@@ -1,22 +1,29 @@
 //! The HTTP API on the admin address: the event API (publish and read
-//! topics) and, read-only for now, handler dead letters.
+//! topics), components, handlers (deploy, roll back, pause, rewind, dead
+//! letters), health, readiness and metrics.
 //!
-//! Owns the routes, the JSON error shape `{"error": {"code", "message"}}`
-//! (clients get a stable code and a clear message; internals are logged, not
-//! sent), body-size limits and request timeouts.
+//! Owns the routes, bearer-token auth on `/v1`, the JSON error shape
+//! `{"error": {"code", "message"}}` (clients get a stable code and a clear
+//! message; internals are logged, not sent), body-size limits and request
+//! timeouts.
 
 mod events;
+mod handlers;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
+
+use crate::handlers::Handlers;
 
 use crate::pipeline::PipelineError;
 use crate::store::{Store, StoreError};
@@ -26,20 +33,38 @@ use crate::store::{Store, StoreError};
 pub struct AppState {
     /// The store.
     pub store: Arc<Store>,
+    /// Deployed handlers.
+    pub handlers: Arc<Handlers>,
     /// Where a store failure is reported so the host stops (a failed sled
     /// write leaves the store in an unknown state; recovery is a restart).
     pub fatal: Option<tokio::sync::mpsc::UnboundedSender<PipelineError>>,
+    /// Bearer token every `/v1` route requires, if set.
+    pub token: Option<String>,
+    /// Whether the host is ready (handlers started, not shutting down).
+    pub ready: Arc<AtomicBool>,
 }
 
 impl AppState {
-    /// State over `store`, with no fatal-error channel (tests).
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store, fatal: None }
+    /// State over `store` and `handlers`: no token, ready, no fatal channel.
+    pub fn new(store: Arc<Store>, handlers: Arc<Handlers>) -> Self {
+        Self {
+            store,
+            handlers,
+            fatal: None,
+            token: None,
+            ready: Arc::new(AtomicBool::new(true)),
+        }
     }
 
     /// Report store I/O failures on `fatal`.
     pub fn with_fatal(mut self, fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>) -> Self {
         self.fatal = Some(fatal);
+        self
+    }
+
+    /// Require `token` on every `/v1` route.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
         self
     }
 
@@ -52,26 +77,101 @@ impl AppState {
     }
 }
 
-/// The API's router. `max_body_bytes` bounds every request body.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/topics", get(events::list_topics))
+/// Limits of the HTTP API.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body, except component uploads.
+    pub max_body_bytes: usize,
+    /// Largest component upload.
+    pub max_component_bytes: usize,
+}
+
+/// The API's router.
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let v1 = Router::new()
+        .route("/topics", get(events::list_topics))
         .route(
-            "/v1/topics/{topic}/events",
+            "/topics/{topic}/events",
             get(events::read).post(events::publish),
         )
         .route(
-            "/v1/handlers/{name}/dead-letters",
-            get(events::dead_letters),
+            "/components",
+            get(handlers::list_components)
+                .post(handlers::upload_component)
+                .layer(DefaultBodyLimit::max(limits.max_component_bytes)),
         )
+        .route("/handlers", get(handlers::list))
+        .route(
+            "/handlers/{name}",
+            get(handlers::show)
+                .put(handlers::put)
+                .delete(handlers::delete),
+        )
+        .route("/handlers/{name}/rollback", post(handlers::rollback))
+        .route("/handlers/{name}/pause", post(handlers::pause))
+        .route("/handlers/{name}/resume", post(handlers::resume))
+        .route("/handlers/{name}/rewind", post(handlers::rewind))
+        .route(
+            "/handlers/{name}/dead-letters",
+            get(handlers::dead_letters).delete(handlers::purge),
+        )
+        .route(
+            "/handlers/{name}/dead-letters/replay",
+            post(handlers::replay),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
         .with_state(state)
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token; pass `Authorization: Bearer <token>` (the CLI reads --token or WEIR_ADMIN_TOKEN)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        "ready".into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "starting or shutting down",
+        )
+        .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body =
+        tokio::task::spawn_blocking(move || crate::metrics::render(&state.handlers, &state.store))
+            .await
+            .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// An error answer: HTTP status, stable code, message for the client.

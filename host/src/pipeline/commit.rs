@@ -103,6 +103,30 @@ impl Committer {
         self.commit(pending)
     }
 
+    /// Process dead letters queued for replay (`keys::replay`): each is
+    /// invoked again without the dedup check; on success its effects commit
+    /// with the removal of its dead letter and queue entry, on failure it is
+    /// dead-lettered again. The source offset does not move.
+    pub(crate) fn replay(&mut self, queued: Vec<(Vec<u8>, Event)>) -> Result<(), PipelineError> {
+        let mut pending = Pending::default();
+        for (queue_key, event) in queued {
+            let dead_key = keys::dead(&self.plan.name, &event.topic, self.partition, event.offset);
+            match self.invoke_with_retry(&event, &mut pending)? {
+                Disposition::Committed(outputs) => {
+                    self.add_outputs(&mut pending, &event, outputs)?;
+                    pending.write.deletes.push(dead_key);
+                }
+                Disposition::DeadLettered(dead) => {
+                    self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    pending.write.puts.push((dead_key, encode(&dead)));
+                }
+                Disposition::Interrupted => break,
+            }
+            pending.write.deletes.push(queue_key);
+        }
+        self.commit(pending)
+    }
+
     fn is_duplicate(&self, pending: &Pending, event: &Event) -> Result<bool, PipelineError> {
         if pending
             .seen
@@ -136,12 +160,17 @@ impl Committer {
         let mut attempt = 1;
         loop {
             self.stats.invocations.fetch_add(1, Ordering::Relaxed);
-            let error = match self.instance.invoke(event) {
+            let started = std::time::Instant::now();
+            let result = self.instance.invoke(event);
+            self.stats
+                .invoke_seconds
+                .observe_duration(started.elapsed());
+            let error = match result {
                 Ok(outputs) => return Ok(Disposition::Committed(outputs)),
                 Err(InvokeError::Host(message)) => return Err(PipelineError::Host(message)),
                 Err(error) => error,
             };
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.stats.record_error(error.kind());
             if !error.is_retryable() || attempt >= policy.max_attempts {
                 tracing::warn!(handler = %self.plan.name, partition = self.partition, id = %event.id,
                     attempts = attempt, error = %error, "dead-lettering event");

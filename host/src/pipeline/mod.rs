@@ -9,12 +9,13 @@
 pub mod commit;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{PipelineConfig, RetryPolicy};
+use crate::metrics::{Histogram, LATENCY_BUCKETS, SIZE_BUCKETS};
 use crate::runtime::{HandlerInstance, HandlerSettings, LoadedComponent, Runtime};
 use crate::store::{Store, StoreError, keys};
 
@@ -53,8 +54,9 @@ pub struct HandlerPlan {
     pub dedup_window: u64,
 }
 
-/// Counters of one handler, across its partitions.
-#[derive(Debug, Default)]
+/// Counters and histograms of one handler, across its partitions and
+/// revisions. Rendered by [`crate::metrics`].
+#[derive(Debug)]
 pub struct Stats {
     /// Events read and committed (duplicates included).
     pub events: AtomicU64,
@@ -64,6 +66,8 @@ pub struct Stats {
     pub invocations: AtomicU64,
     /// Failed invocations.
     pub errors: AtomicU64,
+    /// Failed invocations by error kind (a fixed, small set).
+    pub errors_by_kind: Mutex<BTreeMap<&'static str, u64>>,
     /// Retries scheduled.
     pub retries: AtomicU64,
     /// Events dead-lettered.
@@ -74,6 +78,32 @@ pub struct Stats {
     pub commits: AtomicU64,
     /// Total commit time, microseconds.
     pub commit_micros: AtomicU64,
+    /// Invocation latency, seconds.
+    pub invoke_seconds: Histogram,
+    /// Commit latency (apply + flush), seconds.
+    pub commit_seconds: Histogram,
+    /// Events per commit.
+    pub batch_size: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            events: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            invocations: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            errors_by_kind: Mutex::new(BTreeMap::new()),
+            retries: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            outputs: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            commit_micros: AtomicU64::new(0),
+            invoke_seconds: Histogram::new(LATENCY_BUCKETS),
+            commit_seconds: Histogram::new(LATENCY_BUCKETS),
+            batch_size: Histogram::new(SIZE_BUCKETS),
+        }
+    }
 }
 
 impl Stats {
@@ -84,28 +114,66 @@ impl Stats {
             u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+        self.commit_seconds.observe_duration(took);
+        self.batch_size.observe(events as f64);
+    }
+
+    fn record_error(&self, kind: &'static str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.errors_by_kind).entry(kind).or_default() += 1;
     }
 }
 
-/// The running consumer loops.
+/// The running consumer loops, per handler. Handlers start and stop
+/// independently; stopping one lets each of its loops finish and commit the
+/// batch in hand, so a restart with a new revision switches at a batch
+/// boundary.
 pub struct Pipeline {
     store: Arc<Store>,
+    runtime: Runtime,
+    settings: PipelineConfig,
+    fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>,
+    running: Mutex<BTreeMap<String, Running>>,
+    stats: Mutex<BTreeMap<String, Arc<Stats>>>,
+}
+
+struct Running {
     shutdown: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    stats: BTreeMap<String, Arc<Stats>>,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field("loops", &self.threads.len())
+            .field("handlers", &lock(&self.running).len())
             .finish_non_exhaustive()
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Pipeline {
-    /// Start one loop per (handler, partition). A loop that hits a fatal
-    /// error sends it on `fatal` and stops.
+    /// A pipeline with no handlers running. A loop that hits a fatal error
+    /// sends it on `fatal` and stops.
+    pub fn new(
+        store: Arc<Store>,
+        runtime: &Runtime,
+        settings: PipelineConfig,
+        fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>,
+    ) -> Self {
+        Self {
+            store,
+            runtime: runtime.clone(),
+            settings,
+            fatal,
+            running: Mutex::new(BTreeMap::new()),
+            stats: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A pipeline running `plans` (a convenience for tests and benchmarks).
     pub fn start(
         store: Arc<Store>,
         runtime: &Runtime,
@@ -113,60 +181,93 @@ impl Pipeline {
         plans: Vec<HandlerPlan>,
         fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>,
     ) -> Result<Self, PipelineError> {
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        let mut stats = BTreeMap::new();
+        let pipeline = Self::new(store, runtime, settings, fatal);
         for plan in plans {
-            let plan = Arc::new(plan);
-            let handler_stats = Arc::new(Stats::default());
-            stats.insert(plan.name.clone(), handler_stats.clone());
-            let mut partitions = 0;
-            for topic in &plan.subscribe {
-                partitions = partitions.max(store.partitions(topic)?);
-            }
-            for partition in 0..partitions {
-                let ctx = LoopContext {
-                    store: store.clone(),
-                    runtime: runtime.clone(),
-                    plan: plan.clone(),
-                    partition,
-                    settings,
-                    shutdown: shutdown.clone(),
-                    stats: handler_stats.clone(),
-                };
-                let fatal = fatal.clone();
-                let name = format!("weir-{}-{partition}", plan.name);
-                let thread = std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || {
-                        if let Err(e) = ctx.run() {
-                            tracing::error!(error = %e, "consumer loop stopped");
-                            let _ = fatal.send(e);
-                        }
-                    })
-                    .map_err(|e| PipelineError::Host(format!("cannot spawn loop: {e}")))?;
-                threads.push(thread);
-            }
+            pipeline.run(plan)?;
         }
-        Ok(Self {
-            store,
-            shutdown,
-            threads,
-            stats,
-        })
+        Ok(pipeline)
     }
 
-    /// Per-handler counters.
-    pub fn stats(&self) -> &BTreeMap<String, Arc<Stats>> {
-        &self.stats
+    /// Start one loop per partition of `plan`'s handler, first stopping the
+    /// loops it already has (they finish their batch).
+    pub fn run(&self, plan: HandlerPlan) -> Result<(), PipelineError> {
+        self.stop(&plan.name);
+        let plan = Arc::new(plan);
+        let stats = self.stats(&plan.name);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let mut partitions = 0;
+        for topic in &plan.subscribe {
+            partitions = partitions.max(self.store.partitions(topic)?);
+        }
+        let mut threads = Vec::new();
+        for partition in 0..partitions {
+            let ctx = LoopContext {
+                store: self.store.clone(),
+                runtime: self.runtime.clone(),
+                plan: plan.clone(),
+                partition,
+                settings: self.settings,
+                shutdown: shutdown.clone(),
+                stats: stats.clone(),
+            };
+            let fatal = self.fatal.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("weir-{}-{partition}", plan.name))
+                .spawn(move || {
+                    if let Err(e) = ctx.run() {
+                        tracing::error!(error = %e, "consumer loop stopped");
+                        let _ = fatal.send(e);
+                    }
+                })
+                .map_err(|e| PipelineError::Host(format!("cannot spawn loop: {e}")))?;
+            threads.push(thread);
+        }
+        lock(&self.running).insert(plan.name.clone(), Running { shutdown, threads });
+        Ok(())
     }
 
-    /// Ask every loop to finish the batch in hand and stop; wait for them.
-    pub fn shutdown(self) {
-        self.shutdown.store(true, Ordering::SeqCst);
+    /// Stop `handler`'s loops after their current batch; wait for them.
+    /// Returns whether it was running.
+    pub fn stop(&self, handler: &str) -> bool {
+        let Some(running) = lock(&self.running).remove(handler) else {
+            return false;
+        };
+        running.shutdown.store(true, Ordering::SeqCst);
         self.store.wake_all();
-        for thread in self.threads {
+        for thread in running.threads {
             let _ = thread.join();
+        }
+        true
+    }
+
+    /// Whether `handler` has loops running.
+    pub fn is_running(&self, handler: &str) -> bool {
+        lock(&self.running).contains_key(handler)
+    }
+
+    /// The counters of `handler` (kept across restarts of its loops).
+    pub fn stats(&self, handler: &str) -> Arc<Stats> {
+        lock(&self.stats)
+            .entry(handler.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Forget `handler`'s counters (after it was deleted).
+    pub fn forget(&self, handler: &str) {
+        lock(&self.stats).remove(handler);
+    }
+
+    /// Names of the handlers with counters.
+    pub fn handler_names(&self) -> Vec<String> {
+        lock(&self.stats).keys().cloned().collect()
+    }
+
+    /// Stop every handler after its current batch; wait for them.
+    pub fn shutdown(&self) {
+        let names: Vec<String> = lock(&self.running).keys().cloned().collect();
+        for name in names {
+            self.stop(&name);
         }
     }
 }
@@ -213,6 +314,11 @@ impl LoopContext {
         let linger = Duration::from_millis(self.settings.linger_ms);
         while !self.shutdown.load(Ordering::SeqCst) {
             let seen = self.store.generation();
+            let queued = self.read_replays()?;
+            if !queued.is_empty() {
+                committer.replay(queued)?;
+                continue;
+            }
             let mut batch = self.read_batch(&committer.cursors)?;
             if batch.is_empty() {
                 self.store.wait_for_change(seen, Duration::from_millis(200));
@@ -238,6 +344,21 @@ impl LoopContext {
         };
         self.store.commit(write, |_| Ok(()))?;
         Ok(epoch)
+    }
+
+    /// Dead letters of this partition queued for replay, oldest first.
+    fn read_replays(&self) -> Result<Vec<(Vec<u8>, crate::event::Event)>, PipelineError> {
+        let prefix = keys::replay_partition(&self.plan.name, self.partition);
+        let mut out = Vec::new();
+        for item in self
+            .store
+            .scan_prefix(&prefix)
+            .take(self.settings.batch_size)
+        {
+            let (k, v) = item?;
+            out.push((k.to_vec(), crate::store::decode(&k, &v)?));
+        }
+        Ok(out)
     }
 
     /// Up to `batch_size` events, taken from the subscribed topics in turn.

@@ -8,24 +8,31 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use weir::admin::{AppState, router};
+use weir::admin::{Limits, router};
+
+use crate::common::TestHost;
 use weir::store::Store;
 
 struct Api {
     store: Arc<Store>,
-    _dir: tempfile::TempDir,
+    host: TestHost,
 }
 
 fn api() -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
-    store.ensure_topic("orders", 2).unwrap();
-    Api { store, _dir: dir }
+    let host = TestHost::new(&[("orders", 2)]);
+    Api {
+        store: host.store.clone(),
+        host,
+    }
 }
 
 impl Api {
     async fn call(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, Value) {
-        let app = router(AppState::new(self.store.clone()), 4096);
+        let limits = Limits {
+            max_body_bytes: 4096,
+            max_component_bytes: 4096,
+        };
+        let app = router(self.host.state(), limits);
         let request = Request::builder()
             .method(method)
             .uri(uri)

@@ -42,3 +42,56 @@ impl StateReader for BrokenState {
         Err(StateError("disk on fire".into()))
     }
 }
+
+/// A full host without the HTTP listener: store, runtime, components,
+/// pipeline and handlers over a temporary directory.
+pub struct TestHost {
+    pub store: Arc<weir::store::Store>,
+    pub handlers: Arc<weir::handlers::Handlers>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestHost {
+    pub fn new(topics: &[(&str, u32)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(weir::store::Store::open(&dir.path().join("store")).unwrap());
+        for (t, p) in topics {
+            store.ensure_topic(t, *p).unwrap();
+        }
+        let runtime = weir::runtime::Runtime::new().unwrap();
+        let components =
+            weir::runtime::ComponentStore::open(dir.path().join("components"), runtime.clone())
+                .unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let settings = weir::config::PipelineConfig {
+            batch_size: 16,
+            linger_ms: 0,
+        };
+        let pipeline = Arc::new(weir::pipeline::Pipeline::new(
+            store.clone(),
+            &runtime,
+            settings,
+            tx,
+        ));
+        let handlers = Arc::new(weir::handlers::Handlers::new(
+            store.clone(),
+            components,
+            pipeline,
+        ));
+        Self {
+            store,
+            handlers,
+            _dir: dir,
+        }
+    }
+
+    pub fn state(&self) -> weir::admin::AppState {
+        weir::admin::AppState::new(self.store.clone(), self.handlers.clone())
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        self.handlers.pipeline().shutdown();
+    }
+}

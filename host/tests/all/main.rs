@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! components built from `guests/` (`cargo xtask guests`).
 
+mod admin;
 mod api;
 mod common;
 mod pipeline;

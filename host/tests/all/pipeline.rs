@@ -82,7 +82,7 @@ fn run_until(store: &Arc<Store>, f: &Fixture, plan: HandlerPlan, events: u64) ->
         linger_ms: 0,
     };
     let pipeline = Pipeline::start(store.clone(), &f.runtime, settings, vec![plan], tx).unwrap();
-    let stats = pipeline.stats()["h"].clone();
+    let stats = pipeline.stats("h");
     let deadline = Instant::now() + Duration::from_secs(60);
     while stats.events.load(Ordering::Relaxed) < events {
         assert!(Instant::now() < deadline, "pipeline did not finish");

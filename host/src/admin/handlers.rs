@@ -1,0 +1,313 @@
+//! Routes for components and handlers: upload and list components; create,
+//! update, show, list and delete handlers; roll back, pause, resume, rewind;
+//! list, replay and purge dead letters.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::events::EventView;
+use super::{ApiError, AppState};
+use crate::handlers::{HandlerError, HandlerRecord, HandlerSpec, Handlers, RewindTarget};
+use crate::runtime::ComponentError;
+use crate::store::DeadLetter;
+
+impl From<HandlerError> for ApiError {
+    fn from(e: HandlerError) -> Self {
+        match e {
+            HandlerError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "handler_not_found", e.to_string())
+            }
+            HandlerError::NoRevision { .. } => {
+                Self::new(StatusCode::CONFLICT, "no_revision", e.to_string())
+            }
+            HandlerError::InvalidSpec(_) => Self::bad_request("invalid_spec", e.to_string()),
+            HandlerError::Component(c) => c.into(),
+            HandlerError::Store(s) => s.into(),
+            HandlerError::Pipeline(p) => {
+                tracing::error!(error = %p, "pipeline error in API");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the handler could not be started; see the host log",
+                )
+            }
+        }
+    }
+}
+
+impl From<ComponentError> for ApiError {
+    fn from(e: ComponentError) -> Self {
+        match e {
+            ComponentError::Io { .. } => {
+                tracing::error!(error = %e, "component store error");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the component store could not be written; see the host log",
+                )
+            }
+            ComponentError::NotFound(_) => Self::bad_request("component_not_found", e.to_string()),
+            other => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                other.code(),
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+/// Run a blocking handler operation off the async runtime.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Handlers) -> Result<T, HandlerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let handlers = state.handlers.clone();
+    tokio::task::spawn_blocking(move || f(&handlers))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+pub(super) async fn upload_component(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the component exceeds admin.max_component_bytes",
+            )
+        } else {
+            ApiError::bad_request("bad_body", r.body_text())
+        }
+    })?;
+    let size = body.len();
+    let digest = blocking(&state, move |h| Ok(h.components().put(&body)?.digest)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"digest": digest.to_string(), "size": size})),
+    ))
+}
+
+pub(super) async fn list_components(
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let list = blocking(&state, |h| Ok(h.components().list()?)).await?;
+    let items: Vec<Value> = list
+        .into_iter()
+        .map(|(d, size)| json!({"digest": d.to_string(), "size": size}))
+        .collect();
+    Ok(Json(json!({"components": items})))
+}
+
+fn view(h: &Handlers, name: &str, record: &HandlerRecord) -> Value {
+    let stats = h.pipeline().stats(name);
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let partitions = h.partitions(name).unwrap_or_default();
+    let lag: u64 = partitions.iter().map(|p| p.lag).sum();
+    let dead = h.dead_letters(name).map(|d| d.len()).unwrap_or(0);
+    let state = if record.paused {
+        "paused"
+    } else if h.pipeline().is_running(name) {
+        "running"
+    } else {
+        "stopped"
+    };
+    json!({
+        "name": name,
+        "state": state,
+        "revision": record.active,
+        "spec": record.active().map(|r| &r.spec),
+        "revisions": record.revisions,
+        "partitions": partitions,
+        "lag": lag,
+        "dead_letters": dead,
+        "counters": {
+            "events": load(&stats.events),
+            "duplicates": load(&stats.duplicates),
+            "invocations": load(&stats.invocations),
+            "errors": load(&stats.errors),
+            "retries": load(&stats.retries),
+            "dead_lettered": load(&stats.dead_letters),
+            "outputs": load(&stats.outputs),
+        },
+    })
+}
+
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let items = blocking(&state, |h| {
+        Ok(h.list()?
+            .iter()
+            .map(|(name, record)| view(h, name, record))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(json!({"handlers": items})))
+}
+
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let v = blocking(&state, move |h| Ok(view(h, &name, &h.get(&name)?))).await?;
+    Ok(Json(v))
+}
+
+pub(super) async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    spec: Result<Json<HandlerSpec>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(spec) = spec.map_err(|r| ApiError::bad_request("invalid_spec", r.body_text()))?;
+    let (created, changed, v) = blocking(&state, move |h| {
+        let existed = h.get(&name).is_ok();
+        let (record, changed) = h.put(&name, spec)?;
+        Ok((!existed, changed, view(h, &name, &record)))
+    })
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({"changed": changed, "handler": v}))))
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n = name.clone();
+    blocking(&state, move |h| h.delete(&n)).await?;
+    Ok(Json(json!({"deleted": name})))
+}
+
+/// Body of `POST .../rollback`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RollbackBody {
+    #[serde(default)]
+    revision: Option<u32>,
+}
+
+/// Parse an optional JSON body (empty means the default).
+fn optional_json<T: for<'a> Deserialize<'a> + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
+}
+
+pub(super) async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let RollbackBody { revision } = optional_json(&body)?;
+    let v = blocking(&state, move |h| {
+        let record = h.rollback(&name, revision)?;
+        Ok(view(h, &name, &record))
+    })
+    .await?;
+    Ok(Json(json!({"handler": v})))
+}
+
+async fn set_paused(state: AppState, name: String, paused: bool) -> Result<Json<Value>, ApiError> {
+    let v = blocking(&state, move |h| {
+        let record = h.set_paused(&name, paused)?;
+        Ok(view(h, &name, &record))
+    })
+    .await?;
+    Ok(Json(json!({"handler": v})))
+}
+
+pub(super) async fn pause(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(state, name, true).await
+}
+
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(state, name, false).await
+}
+
+/// Body of `POST .../rewind`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RewindBody {
+    to: RewindTarget,
+    #[serde(default)]
+    reprocess: bool,
+}
+
+pub(super) async fn rewind(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<RewindBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|r| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("{}; expected {{\"to\": \"earliest\" | \"latest\" | {{\"offset\": N}} | {{\"timestamp\": MS}}, \"reprocess\": bool}}", r.body_text()),
+        )
+    })?;
+    let partitions = blocking(&state, move |h| h.rewind(&name, body.to, body.reprocess)).await?;
+    Ok(Json(json!({"partitions": partitions})))
+}
+
+fn dead_view(d: DeadLetter) -> Value {
+    json!({
+        "event": EventView::from(d.event),
+        "kind": d.kind,
+        "error": d.error,
+        "attempts": d.attempts,
+        "at_ms": d.at_ms,
+    })
+}
+
+pub(super) async fn dead_letters(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n = name.clone();
+    let list = blocking(&state, move |h| h.dead_letters(&n)).await?;
+    let items: Vec<Value> = list.into_iter().map(dead_view).collect();
+    Ok(Json(json!({"handler": name, "dead_letters": items})))
+}
+
+/// Body of `POST .../dead-letters/replay`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReplayBody {
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+}
+
+pub(super) async fn replay(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ReplayBody { ids } = optional_json(&body)?;
+    let n = blocking(&state, move |h| h.replay(&name, ids.as_deref())).await?;
+    Ok(Json(json!({"queued": n})))
+}
+
+pub(super) async fn purge(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n = blocking(&state, move |h| h.purge(&name)).await?;
+    Ok(Json(json!({"purged": n})))
+}
