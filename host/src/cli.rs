@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use crate::operate;
 use crate::serve::{ServeOptions, serve};
 
 /// Weir: exactly-once event handlers as WebAssembly components.
@@ -73,14 +74,165 @@ pub enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
+    /// Upload a component and deploy it as a handler (creates the handler or
+    /// rolls out a new revision).
+    Deploy {
+        /// Handler name.
+        name: String,
+        /// A handler TOML file (the keys of a `[handlers.NAME]` table).
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+        /// The component (`.wasm`); overrides the file's `component`.
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// Topic to consume (repeatable); overrides the file's `subscribe`.
+        #[arg(long = "subscribe")]
+        subscribe: Vec<String>,
+        /// Topic it may emit to (repeatable); overrides the file's `outputs`.
+        #[arg(long = "output-topic")]
+        outputs: Vec<String>,
+        /// Handler config `key=value` (repeatable), added to the file's.
+        #[arg(long = "config", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// List or show handlers.
+    Handlers {
+        /// What to do.
+        #[command(subcommand)]
+        command: HandlersCommand,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Roll a handler back to its previous revision (or `--revision N`).
+    Rollback {
+        /// Handler name.
+        name: String,
+        /// The revision to return to.
+        #[arg(long)]
+        revision: Option<u32>,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Pause a handler: its loops stop after their current batch.
+    Pause {
+        /// Handler name.
+        name: String,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Resume a paused handler.
+    Resume {
+        /// Handler name.
+        name: String,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Move a handler's offsets: `earliest`, `latest`, `offset:N` or
+    /// `time:MS`. Already-committed events stay deduplicated unless
+    /// `--reprocess` is given.
+    Rewind {
+        /// Handler name.
+        name: String,
+        /// Where to: earliest | latest | offset:N | time:MS (ms since the epoch).
+        #[arg(long)]
+        to: String,
+        /// Forget the dedup marks too, so committed events are processed again.
+        #[arg(long)]
+        reprocess: bool,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Dead letters: list, replay, purge.
+    Dlq {
+        /// What to do.
+        #[command(subcommand)]
+        command: DlqCommand,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// A table of every handler: revision, state, lag, events, dead letters.
+    Status {
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
 }
 
-/// How to reach a running host.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not key=value"))
+}
+/// How to reach a running host, and how to print.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HostArgs {
     /// Base URL of the host's HTTP API.
-    #[arg(long, env = "WEIR_ADDR", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_ADDR",
+        default_value = "http://127.0.0.1:7070"
+    )]
     pub addr: String,
+    /// Bearer token, if the host requires one.
+    #[arg(long, global = true, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output for people (`human`) or scripts (`json`).
+    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+/// How commands print their results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Tables and sentences.
+    Human,
+    /// The API's JSON answer.
+    Json,
+}
+
+/// `weir handlers` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HandlersCommand {
+    /// List handlers.
+    Ls,
+    /// Show one handler: spec, revisions, partitions, counters.
+    Show {
+        /// Handler name.
+        name: String,
+    },
+}
+
+/// `weir dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List a handler's dead letters.
+    Ls {
+        /// Handler name.
+        name: String,
+    },
+    /// Process dead letters again with the handler's active revision.
+    Replay {
+        /// Handler name.
+        name: String,
+        /// Only these message IDs (all when absent).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
+    /// Delete a handler's dead letters.
+    Purge {
+        /// Handler name.
+        name: String,
+    },
 }
 
 /// Run a parsed command line.
@@ -108,7 +260,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             batch,
             host,
-        } => publish(&Client::new(&host.addr), &topic, file, batch.max(1)),
+        } => publish(&Client::for_host(&host), &topic, file, batch.max(1)),
         Command::Tail {
             topic,
             from_beginning,
@@ -116,18 +268,86 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             partition,
             host,
         } => tail(
-            &Client::new(&host.addr),
+            &Client::for_host(&host),
             &topic,
             from_beginning,
             follow,
             partition,
         ),
+        Command::Deploy {
+            name,
+            file,
+            component,
+            subscribe,
+            outputs,
+            config,
+            host,
+        } => {
+            let spec = DeploySpec {
+                file,
+                component,
+                subscribe,
+                outputs,
+                config,
+            };
+            let v = operate::deploy(&Client::for_host(&host), &name, spec)?;
+            operate::print_handler(&v["handler"], host.output, &format!("deployed {name}"))
+        }
+        Command::Handlers { command, host } => {
+            operate::handlers(&Client::for_host(&host), command, host.output)
+        }
+        Command::Rollback {
+            name,
+            revision,
+            host,
+        } => {
+            let body = serde_json::json!({ "revision": revision });
+            let path = format!("/v1/handlers/{name}/rollback");
+            let v = Client::for_host(&host).send("POST", &path, Some(&body))?;
+            operate::print_handler(&v["handler"], host.output, &format!("rolled back {name}"))
+        }
+        Command::Pause { name, host } => {
+            let path = format!("/v1/handlers/{name}/pause");
+            let v = Client::for_host(&host).send("POST", &path, None)?;
+            operate::print_handler(&v["handler"], host.output, &format!("paused {name}"))
+        }
+        Command::Resume { name, host } => {
+            let path = format!("/v1/handlers/{name}/resume");
+            let v = Client::for_host(&host).send("POST", &path, None)?;
+            operate::print_handler(&v["handler"], host.output, &format!("resumed {name}"))
+        }
+        Command::Rewind {
+            name,
+            to,
+            reprocess,
+            host,
+        } => operate::rewind(&Client::for_host(&host), &name, &to, reprocess, host.output),
+        Command::Dlq { command, host } => {
+            operate::dlq(&Client::for_host(&host), command, host.output)
+        }
+        Command::Status { host } => operate::status(&Client::for_host(&host), host.output),
     }
+}
+
+/// What `weir deploy` was given.
+#[derive(Debug)]
+pub struct DeploySpec {
+    /// Handler TOML.
+    pub file: Option<PathBuf>,
+    /// Component path.
+    pub component: Option<PathBuf>,
+    /// Topics consumed.
+    pub subscribe: Vec<String>,
+    /// Output topics.
+    pub outputs: Vec<String>,
+    /// Extra config.
+    pub config: Vec<(String, String)>,
 }
 
 /// A small blocking client for the HTTP API with clear errors.
 pub struct Client {
     base: String,
+    token: Option<String>,
     agent: ureq::Agent,
 }
 
@@ -141,8 +361,45 @@ impl Client {
             .into();
         Self {
             base: base.trim_end_matches('/').to_string(),
+            token: None,
             agent,
         }
+    }
+
+    /// A client for `host`, with its token.
+    pub fn for_host(host: &HostArgs) -> Self {
+        let mut client = Self::new(&host.addr);
+        client.token = host.token.clone().filter(|t| !t.is_empty());
+        client
+    }
+
+    fn auth<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => request.header("authorization", format!("Bearer {t}")),
+            None => request,
+        }
+    }
+
+    /// Send `method` to `path` with an optional JSON body.
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let url = self.url(path);
+        let response = match (method, body) {
+            ("PUT", Some(b)) => self.auth(self.agent.put(&url)).send_json(b),
+            ("POST", Some(b)) => self.auth(self.agent.post(&url)).send_json(b),
+            ("POST", None) => self.auth(self.agent.post(&url)).send_empty(),
+            ("DELETE", _) => self.auth(self.agent.delete(&url)).call(),
+            _ => self.auth(self.agent.get(&url)).call(),
+        };
+        self.answer(response)
+    }
+
+    /// POST raw bytes to `path`.
+    pub fn post_bytes(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
+        let response = self
+            .auth(self.agent.post(&self.url(path)))
+            .header("content-type", "application/wasm")
+            .send(body);
+        self.answer(response)
     }
 
     fn url(&self, path: &str) -> String {
@@ -151,15 +408,14 @@ impl Client {
 
     /// GET `path` and decode the JSON answer.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self.agent.get(&self.url(path)).call();
+        let response = self.auth(self.agent.get(&self.url(path))).call();
         self.answer(response)
     }
 
     /// POST `body` as NDJSON to `path`.
     pub fn post_ndjson(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
         let response = self
-            .agent
-            .post(&self.url(path))
+            .auth(self.agent.post(&self.url(path)))
             .header("content-type", "application/x-ndjson")
             .send(&body[..]);
         self.answer(response)

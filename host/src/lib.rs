@@ -19,6 +19,7 @@ pub mod config;
 pub mod event;
 pub mod handlers;
 pub mod metrics;
+pub mod operate;
 pub mod pipeline;
 pub mod runtime;
 pub mod serve;

@@ -175,3 +175,102 @@ fn two_hosts_cannot_serve_one_data_directory() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another weir process"), "{err}");
 }
+
+#[test]
+fn operators_deploy_and_manage_handlers_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        "[admin]\ntoken = \"tok\"\n[topics.in]\npartitions = 2\n[topics.out]\npartitions = 2\n";
+    let host = Host::start(dir.path(), config);
+    let addr = host.base();
+    let map = guest("map");
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--addr", &addr, "--token", "tok"]);
+        let out = weir(&all, None);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let deploy = |greeting: &str| {
+        run(&[
+            "deploy",
+            "enrich",
+            "--component",
+            map.to_str().unwrap(),
+            "--subscribe",
+            "in",
+            "--output-topic",
+            "out",
+            "--config",
+            "output_topic=out",
+            "--config",
+            &format!("greeting={greeting}"),
+        ])
+    };
+    let (ok, text) = deploy("v1");
+    assert!(
+        ok && text.contains("deployed enrich: revision 1, running"),
+        "{text}"
+    );
+
+    let events = "{\"id\":\"a\",\"payload\":{}}\n{\"id\":\"b\",\"payload\":{}}\n";
+    let out = weir(
+        &["publish", "in", "--addr", &addr, "--token", "tok"],
+        Some(events),
+    );
+    assert!(out.status.success(), "{out:?}");
+    eventually(Duration::from_secs(30), "2 outputs", || {
+        let (ok, text) = run(&["tail", "out", "--from-beginning"]);
+        assert!(ok, "{text}");
+        (text.lines().count() == 2).then_some(())
+    });
+
+    let (ok, text) = run(&["status"]);
+    assert!(
+        ok && text.contains("HANDLER") && text.contains("enrich") && text.contains("running"),
+        "{text}"
+    );
+    let (ok, text) = run(&["pause", "enrich"]);
+    assert!(
+        ok && text.contains("paused enrich: revision 1, paused"),
+        "{text}"
+    );
+    let (ok, text) = run(&["handlers", "show", "enrich", "--output", "json"]);
+    assert!(ok, "{text}");
+    let shown: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(shown["state"], "paused");
+    let (ok, text) = run(&["resume", "enrich"]);
+    assert!(ok && text.contains("running"), "{text}");
+
+    let (ok, text) = run(&["rollback", "enrich"]);
+    assert!(!ok && text.contains("no_revision"), "{text}");
+    let (ok, text) = deploy("v2");
+    assert!(ok && text.contains("revision 2"), "{text}");
+    let (ok, text) = run(&["rollback", "enrich"]);
+    assert!(
+        ok && text.contains("rolled back enrich: revision 3"),
+        "{text}"
+    );
+
+    let (ok, text) = run(&["rewind", "enrich", "--to", "earliest"]);
+    assert!(ok && text.contains("in partition 0: offset 0"), "{text}");
+    let (ok, text) = run(&["rewind", "enrich", "--to", "yesterday"]);
+    assert!(!ok && text.contains("--to must be"), "{text}");
+
+    let (ok, text) = run(&["dlq", "ls", "enrich"]);
+    assert!(ok && text.contains("0 dead letters"), "{text}");
+    let (ok, text) = run(&["dlq", "replay", "enrich"]);
+    assert!(ok && text.contains("queued 0"), "{text}");
+    let (ok, text) = run(&["dlq", "purge", "enrich"]);
+    assert!(ok && text.contains("purged 0"), "{text}");
+
+    let out = weir(&["status", "--addr", &addr, "--token", "wrong"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+    let out = weir(&["status", "--addr", &addr], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}

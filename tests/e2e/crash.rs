@@ -126,7 +126,10 @@ fn every_event_has_exactly_one_disposition_despite_sigkill() {
     }
     eprintln!("killed {kills} times, {interrupted} with work outstanding");
     assert!(kills >= 5, "killed {kills} times");
-    assert!(interrupted >= 3, "only {interrupted} kills landed mid-processing");
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} kills landed mid-processing"
+    );
 
     let expect = Expected::from(&events);
     eventually(Duration::from_secs(180), "the drain", || {

@@ -1,0 +1,265 @@
+//! The operator commands of the CLI (`deploy`, `handlers`, `rollback`,
+//! `pause`, `resume`, `rewind`, `dlq`, `status`): requests to the admin API
+//! and their human-readable output (`--output json` prints the API's answer).
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::cli::{Client, DeploySpec, DlqCommand, HandlersCommand, OutputFormat};
+use crate::config::HandlerConfig;
+
+/// Upload the component and PUT the handler spec.
+pub fn deploy(client: &Client, name: &str, spec: DeploySpec) -> anyhow::Result<Value> {
+    let mut handler: HandlerConfig = match &spec.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let mut h: HandlerConfig = toml::from_str(&text)
+                .with_context(|| format!("invalid handler file {}", path.display()))?;
+            if h.component.is_relative()
+                && let Some(dir) = path.parent()
+            {
+                h.component = dir.join(&h.component);
+            }
+            h
+        }
+        None => HandlerConfig {
+            component: spec.component.clone().unwrap_or_default(),
+            subscribe: Vec::new(),
+            outputs: Vec::new(),
+            limits: Default::default(),
+            retry: Default::default(),
+            dedup_window: 1_000_000,
+            config: Default::default(),
+        },
+    };
+    if let Some(c) = spec.component {
+        handler.component = c;
+    }
+    if !spec.subscribe.is_empty() {
+        handler.subscribe = spec.subscribe;
+    }
+    if !spec.outputs.is_empty() {
+        handler.outputs = spec.outputs;
+    }
+    handler.config.extend(spec.config);
+    if handler.component.as_os_str().is_empty() {
+        bail!("no component: pass --component FILE.wasm or --file handler.toml");
+    }
+    let bytes = std::fs::read(&handler.component)
+        .with_context(|| format!("cannot read component {}", handler.component.display()))?;
+    let uploaded = client.post_bytes("/v1/components", &bytes)?;
+    let digest = uploaded["digest"].as_str().unwrap_or_default().to_string();
+    eprintln!(
+        "uploaded {} ({} bytes) as {digest}",
+        handler.component.display(),
+        bytes.len()
+    );
+    let body = json!({
+        "component": digest,
+        "subscribe": handler.subscribe,
+        "outputs": handler.outputs,
+        "limits": handler.limits,
+        "retry": handler.retry,
+        "dedup_window": handler.dedup_window,
+        "config": handler.config,
+    });
+    client.send("PUT", &format!("/v1/handlers/{name}"), Some(&body))
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Print one handler after an operation.
+pub fn print_handler(h: &Value, output: OutputFormat, what: &str) -> anyhow::Result<()> {
+    if output == OutputFormat::Json {
+        return print_json(h);
+    }
+    println!(
+        "{what}: revision {}, {}, lag {}, {} dead letters",
+        h["revision"],
+        str_of(&h["state"]),
+        h["lag"],
+        h["dead_letters"]
+    );
+    Ok(())
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+/// `weir handlers ls|show`.
+pub fn handlers(
+    client: &Client,
+    command: HandlersCommand,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    match command {
+        HandlersCommand::Ls => status(client, output),
+        HandlersCommand::Show { name } => {
+            let h = client.get(&format!("/v1/handlers/{name}"))?;
+            if output == OutputFormat::Json {
+                return print_json(&h);
+            }
+            let spec = &h["spec"];
+            println!("handler    {name}");
+            println!(
+                "state      {} (revision {})",
+                str_of(&h["state"]),
+                h["revision"]
+            );
+            println!("component  {}", str_of(&spec["component"]));
+            println!("subscribe  {}", spec["subscribe"]);
+            println!("outputs    {}", spec["outputs"]);
+            println!("config     {}", spec["config"]);
+            println!("counters   {}", h["counters"]);
+            println!(
+                "\n{:<20} {:>9} {:>12} {:>12} {:>8}",
+                "TOPIC", "PARTITION", "COMMITTED", "HEAD", "LAG"
+            );
+            for p in h["partitions"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<20} {:>9} {:>12} {:>12} {:>8}",
+                    str_of(&p["topic"]),
+                    p["partition"],
+                    p["committed"],
+                    p["head"],
+                    p["lag"]
+                );
+            }
+            println!(
+                "\n{:<9} {:<30} DEPLOYED (ms since epoch)",
+                "REVISION", "COMPONENT"
+            );
+            for r in h["revisions"].as_array().into_iter().flatten() {
+                let digest = str_of(&r["spec"]["component"]);
+                println!(
+                    "{:<9} {:<30} {}",
+                    r["revision"],
+                    &digest[..digest.len().min(30)],
+                    r["deployed_at_ms"]
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `weir rewind`.
+pub fn rewind(
+    client: &Client,
+    name: &str,
+    to: &str,
+    reprocess: bool,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let target = match to.split_once(':') {
+        None if to == "earliest" || to == "latest" => json!(to),
+        Some(("offset", n)) => {
+            json!({"offset": n.parse::<u64>().context("offset:N needs a number")?})
+        }
+        Some(("time", ms)) => {
+            json!({"timestamp": ms.parse::<u64>().context("time:MS needs milliseconds")?})
+        }
+        _ => bail!("--to must be earliest, latest, offset:N or time:MS, not `{to}`"),
+    };
+    let v = client.send(
+        "POST",
+        &format!("/v1/handlers/{name}/rewind"),
+        Some(&json!({"to": target, "reprocess": reprocess})),
+    )?;
+    if output == OutputFormat::Json {
+        return print_json(&v);
+    }
+    for p in v["partitions"].as_array().into_iter().flatten() {
+        println!(
+            "{} partition {}: offset {} (lag {})",
+            str_of(&p["topic"]),
+            p["partition"],
+            p["committed"],
+            p["lag"]
+        );
+    }
+    Ok(())
+}
+
+/// `weir dlq ls|replay|purge`.
+pub fn dlq(client: &Client, command: DlqCommand, output: OutputFormat) -> anyhow::Result<()> {
+    let (v, summary) = match command {
+        DlqCommand::Ls { name } => {
+            let v = client.get(&format!("/v1/handlers/{name}/dead-letters"))?;
+            if output == OutputFormat::Human {
+                let list = v["dead_letters"].as_array().cloned().unwrap_or_default();
+                println!("{:<24} {:<10} {:>8} ERROR", "ID", "KIND", "ATTEMPTS");
+                for d in &list {
+                    println!(
+                        "{:<24} {:<10} {:>8} {}",
+                        str_of(&d["event"]["id"]),
+                        str_of(&d["kind"]),
+                        d["attempts"],
+                        str_of(&d["error"])
+                    );
+                }
+                println!("{} dead letters", list.len());
+                return Ok(());
+            }
+            (v, String::new())
+        }
+        DlqCommand::Replay { name, ids } => {
+            let body = if ids.is_empty() {
+                json!({})
+            } else {
+                json!({ "ids": ids })
+            };
+            let v = client.send(
+                "POST",
+                &format!("/v1/handlers/{name}/dead-letters/replay"),
+                Some(&body),
+            )?;
+            let s = format!("queued {} dead letters of {name} for replay", v["queued"]);
+            (v, s)
+        }
+        DlqCommand::Purge { name } => {
+            let v = client.send("DELETE", &format!("/v1/handlers/{name}/dead-letters"), None)?;
+            let s = format!("purged {} dead letters of {name}", v["purged"]);
+            (v, s)
+        }
+    };
+    match output {
+        OutputFormat::Json => print_json(&v),
+        OutputFormat::Human => {
+            println!("{summary}");
+            Ok(())
+        }
+    }
+}
+
+/// `weir status`: every handler in a table.
+pub fn status(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
+    let v = client.get("/v1/handlers")?;
+    if output == OutputFormat::Json {
+        return print_json(&v);
+    }
+    println!(
+        "{:<20} {:>4} {:<8} {:>8} {:>10} {:>10} {:>8} {:>6}",
+        "HANDLER", "REV", "STATE", "LAG", "EVENTS", "OUTPUTS", "ERRORS", "DEAD"
+    );
+    for h in v["handlers"].as_array().into_iter().flatten() {
+        let c = &h["counters"];
+        println!(
+            "{:<20} {:>4} {:<8} {:>8} {:>10} {:>10} {:>8} {:>6}",
+            str_of(&h["name"]),
+            h["revision"],
+            str_of(&h["state"]),
+            h["lag"],
+            c["events"],
+            c["outputs"],
+            c["errors"],
+            h["dead_letters"]
+        );
+    }
+    Ok(())
+}
