@@ -165,7 +165,7 @@ fn default_dedup_window() -> u64 {
 }
 
 /// Exponential backoff with jitter, then dead-letter.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry).

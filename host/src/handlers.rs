@@ -48,7 +48,7 @@ pub enum HandlerError {
 }
 
 /// What a handler runs and how, as deployed through the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HandlerSpec {
     /// Digest of an uploaded component (`sha256:...`).
@@ -121,7 +121,7 @@ impl HandlerRecord {
 }
 
 /// Where to move a handler's offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RewindTarget {
     /// The oldest retained event.
@@ -135,7 +135,7 @@ pub enum RewindTarget {
 }
 
 /// One partition's progress.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PartitionStatus {
     /// Topic.
     pub topic: String,

@@ -110,6 +110,10 @@ fn sigterm_drains_and_exits_cleanly_and_a_restart_resumes() {
 }
 
 fn serve_fails(config: &str) -> String {
+    serve_fails_at(config, Some("127.0.0.1:0"))
+}
+
+fn serve_fails_at(config: &str, addr: Option<&str>) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weir.toml");
     std::fs::write(&path, config).unwrap();
@@ -121,9 +125,10 @@ fn serve_fails(config: &str) -> String {
             path.to_str().unwrap(),
             "--data-dir",
             data.to_str().unwrap(),
-            "--admin-addr",
-            "127.0.0.1:0",
-        ],
+        ]
+        .into_iter()
+        .chain(addr.map(|a| ["--admin-addr", a]).into_iter().flatten())
+        .collect::<Vec<_>>(),
         None,
     );
     assert!(!out.status.success(), "serve should refuse: {out:?}");
@@ -152,6 +157,10 @@ fn serve_refuses_bad_configs_and_components_with_clear_errors() {
     let missing = quickstart_config().replace(guest("map").to_str().unwrap(), "/no/such.wasm");
     let err = serve_fails(&missing);
     assert!(err.contains("cannot read component /no/such.wasm"), "{err}");
+
+    let exposed = format!("[admin]\naddr = \"0.0.0.0:0\"\n{}", quickstart_config());
+    let err = serve_fails_at(&exposed, None);
+    assert!(err.contains("without a token"), "{err}");
 }
 
 #[test]

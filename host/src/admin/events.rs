@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::event::{Event, partition_for};
 use crate::store::{Append, LogRecord, Write};
 
@@ -25,7 +25,7 @@ pub const MAX_ID_BYTES: usize = 512;
 pub const MAX_READ: usize = 10_000;
 
 /// One event as producers send it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncomingEvent {
     /// Message ID (required, the unit of deduplication).
@@ -38,6 +38,7 @@ pub struct IncomingEvent {
     pub headers: BTreeMap<String, String>,
     /// A JSON payload.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
     /// A raw payload, base64-encoded.
     #[serde(default)]
@@ -45,7 +46,7 @@ pub struct IncomingEvent {
 }
 
 /// One event as the API returns it.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EventView {
     /// Topic.
     pub topic: String,
@@ -61,6 +62,7 @@ pub struct EventView {
     pub headers: Vec<(String, String)>,
     /// The payload, when it is JSON.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
     /// The payload, base64, when it is not JSON.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -141,6 +143,15 @@ fn to_record(e: IncomingEvent, now_ms: u64) -> Result<LogRecord, String> {
     })
 }
 
+#[utoipa::path(post, path = "/v1/topics/{topic}/events", tag = "events",
+    params(("topic" = String, Path, description = "Topic name")),
+    request_body(content = Vec<IncomingEvent>, description = "A JSON array, or NDJSON (one event per line)"),
+    responses(
+        (status = 200, description = "Durable; each event's partition and offset", body = Object),
+        (status = 400, description = "Malformed events (`invalid_event`); nothing written", body = ErrorBody),
+        (status = 404, description = "Unknown topic (`unknown_topic`)", body = ErrorBody),
+        (status = 413, description = "Body over `admin.max_body_bytes` (`body_too_large`)", body = ErrorBody),
+        (status = 503, description = "The store failed (`store_unavailable`); nothing acknowledged", body = ErrorBody)))]
 pub(super) async fn publish(
     State(state): State<AppState>,
     Path(topic): Path<String>,
@@ -210,6 +221,15 @@ fn default_limit() -> usize {
     100
 }
 
+#[utoipa::path(get, path = "/v1/topics/{topic}/events", tag = "events",
+    params(("topic" = String, Path, description = "Topic name"),
+        ("partition" = Option<u32>, Query, description = "Partition (default 0)"),
+        ("from" = Option<u64>, Query, description = "First offset (default 0)"),
+        ("limit" = Option<usize>, Query, description = "Most events (default 100, at most 10000)")),
+    responses(
+        (status = 200, description = "`events` (see EventView), `next` offset and partition `head`", body = Object),
+        (status = 400, description = "Bad query or unknown partition", body = ErrorBody),
+        (status = 404, description = "Unknown topic", body = ErrorBody)))]
 pub(super) async fn read(
     State(state): State<AppState>,
     Path(topic): Path<String>,
@@ -232,6 +252,8 @@ pub(super) async fn read(
     })))
 }
 
+#[utoipa::path(get, path = "/v1/topics", tag = "events",
+    responses((status = 200, description = "Topics with partition counts and heads", body = Object)))]
 pub(super) async fn list_topics(State(state): State<AppState>) -> Json<Value> {
     let topics: Vec<Value> = state
         .store

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::events::EventView;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
+use crate::handlers::PartitionStatus;
 use crate::handlers::{HandlerError, HandlerRecord, HandlerSpec, Handlers, RewindTarget};
 use crate::runtime::ComponentError;
 use crate::store::DeadLetter;
@@ -73,6 +74,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+#[utoipa::path(post, path = "/v1/components", tag = "components",
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "A wasm32-wasip2 component"),
+    responses(
+        (status = 201, description = "Validated and stored: `digest`, `size`", body = Object),
+        (status = 413, description = "Over `admin.max_component_bytes`", body = ErrorBody),
+        (status = 422, description = "`not_wasm`, `core_module`, `missing_export`, `version_mismatch`, `wrong_world` or `invalid_component`", body = ErrorBody)))]
 pub(super) async fn upload_component(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -96,6 +103,8 @@ pub(super) async fn upload_component(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/components", tag = "components",
+    responses((status = 200, description = "Stored components: `digest`, `size`", body = Object)))]
 pub(super) async fn list_components(
     State(state): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
@@ -141,6 +150,8 @@ fn view(h: &Handlers, name: &str, record: &HandlerRecord) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/handlers", tag = "handlers",
+    responses((status = 200, description = "Every handler: state, revision, spec, partitions, lag, counters", body = Object)))]
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let items = blocking(&state, |h| {
         Ok(h.list()?
@@ -152,6 +163,10 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, A
     Ok(Json(json!({"handlers": items})))
 }
 
+#[utoipa::path(get, path = "/v1/handlers/{name}", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    responses((status = 200, description = "Spec, revisions, state, partitions (committed, head, lag), counters", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -160,6 +175,12 @@ pub(super) async fn show(
     Ok(Json(v))
 }
 
+#[utoipa::path(put, path = "/v1/handlers/{name}", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    request_body = HandlerSpec,
+    responses((status = 201, description = "Created", body = Object),
+        (status = 200, description = "New revision rolled out, or unchanged (`changed`)", body = Object),
+        (status = 400, description = "`invalid_spec` or `component_not_found`", body = ErrorBody)))]
 pub(super) async fn put(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -180,6 +201,10 @@ pub(super) async fn put(
     Ok((status, Json(json!({"changed": changed, "handler": v}))))
 }
 
+#[utoipa::path(delete, path = "/v1/handlers/{name}", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    responses((status = 200, description = "Deleted with its offsets, state and dead letters", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -190,7 +215,7 @@ pub(super) async fn delete(
 }
 
 /// Body of `POST .../rollback`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RollbackBody {
     #[serde(default)]
@@ -205,6 +230,12 @@ fn optional_json<T: for<'a> Deserialize<'a> + Default>(body: &[u8]) -> Result<T,
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
 }
 
+#[utoipa::path(post, path = "/v1/handlers/{name}/rollback", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    request_body(content = Option<RollbackBody>, description = "Optional `{\"revision\": N}`"),
+    responses((status = 200, description = "Rolled back (a new revision with the old spec)", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody),
+        (status = 409, description = "`no_revision`", body = ErrorBody)))]
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -228,6 +259,10 @@ async fn set_paused(state: AppState, name: String, paused: bool) -> Result<Json<
     Ok(Json(json!({"handler": v})))
 }
 
+#[utoipa::path(post, path = "/v1/handlers/{name}/pause", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    responses((status = 200, description = "Paused after the current batch", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn pause(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -235,6 +270,10 @@ pub(super) async fn pause(
     set_paused(state, name, true).await
 }
 
+#[utoipa::path(post, path = "/v1/handlers/{name}/resume", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    responses((status = 200, description = "Running again", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn resume(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -243,7 +282,7 @@ pub(super) async fn resume(
 }
 
 /// Body of `POST .../rewind`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RewindBody {
     to: RewindTarget,
@@ -251,6 +290,12 @@ pub(super) struct RewindBody {
     reprocess: bool,
 }
 
+#[utoipa::path(post, path = "/v1/handlers/{name}/rewind", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    request_body = RewindBody,
+    responses((status = 200, description = "New offsets per partition", body = Vec<PartitionStatus>),
+        (status = 400, description = "`invalid_body`", body = ErrorBody),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn rewind(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -276,6 +321,10 @@ fn dead_view(d: DeadLetter) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/handlers/{name}/dead-letters", tag = "dead letters",
+    params(("name" = String, Path, description = "Handler name")),
+    responses((status = 200, description = "Dead letters: event, kind, error, attempts, time", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn dead_letters(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -287,13 +336,18 @@ pub(super) async fn dead_letters(
 }
 
 /// Body of `POST .../dead-letters/replay`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReplayBody {
     #[serde(default)]
     ids: Option<Vec<String>>,
 }
 
+#[utoipa::path(post, path = "/v1/handlers/{name}/dead-letters/replay", tag = "dead letters",
+    params(("name" = String, Path, description = "Handler name")),
+    request_body(content = Option<ReplayBody>, description = "Optional `{\"ids\": [...]}`; all when absent"),
+    responses((status = 200, description = "`queued`: how many were queued", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn replay(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -304,6 +358,10 @@ pub(super) async fn replay(
     Ok(Json(json!({"queued": n})))
 }
 
+#[utoipa::path(delete, path = "/v1/handlers/{name}/dead-letters", tag = "dead letters",
+    params(("name" = String, Path, description = "Handler name")),
+    responses((status = 200, description = "`purged`: how many", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn purge(
     State(state): State<AppState>,
     Path(name): Path<String>,

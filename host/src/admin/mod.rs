@@ -9,6 +9,7 @@
 
 mod events;
 mod handlers;
+mod openapi;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,6 +120,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/handlers/{name}/dead-letters/replay",
             post(handlers::replay),
         )
+        .route("/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -172,6 +174,22 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .await
             .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The body of every error answer (documentation of [`ApiError`]).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a message for people.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code, e.g. `unknown_topic`.
+    pub code: String,
+    /// What went wrong and what to do.
+    pub message: String,
 }
 
 /// An error answer: HTTP status, stable code, message for the client.

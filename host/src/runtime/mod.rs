@@ -38,7 +38,7 @@ pub type Result<T, E = ComponentError> = std::result::Result<T, E>;
 
 /// Per-invocation limits of a handler. Every field has a default; a handler's
 /// config overrides any of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Wall time one invocation may run before it is stopped, in milliseconds.

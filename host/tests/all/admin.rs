@@ -335,6 +335,7 @@ async fn every_v1_route_needs_the_token_when_one_is_set() {
         ("GET", "/v1/handlers/h/dead-letters"),
         ("DELETE", "/v1/handlers/h/dead-letters"),
         ("POST", "/v1/handlers/h/dead-letters/replay"),
+        ("GET", "/v1/openapi.json"),
     ];
     for (method, uri) in routes {
         for token in [None, Some("wrong")] {
@@ -398,4 +399,47 @@ async fn metrics_and_readiness() {
     let (status, v) = call_with(state, "GET", "/readyz", Body::empty(), None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(v["error"]["code"], "not_ready");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_v1_route() {
+    let host = host();
+    let (status, doc) = call(&host, "GET", "/v1/openapi.json", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/v1/topics", &["get"][..]),
+        ("/v1/topics/{topic}/events", &["get", "post"]),
+        ("/v1/components", &["get", "post"]),
+        ("/v1/handlers", &["get"]),
+        ("/v1/handlers/{name}", &["get", "put", "delete"]),
+        ("/v1/handlers/{name}/rollback", &["post"]),
+        ("/v1/handlers/{name}/pause", &["post"]),
+        ("/v1/handlers/{name}/resume", &["post"]),
+        ("/v1/handlers/{name}/rewind", &["post"]),
+        ("/v1/handlers/{name}/dead-letters", &["get", "delete"]),
+        ("/v1/handlers/{name}/dead-letters/replay", &["post"]),
+    ] {
+        for m in methods {
+            assert!(
+                paths[path][m].is_object(),
+                "{m} {path} missing from the document"
+            );
+        }
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "HandlerSpec",
+        "IncomingEvent",
+        "ErrorBody",
+        "RewindTarget",
+        "Limits",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name}");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
 }

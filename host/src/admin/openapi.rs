@@ -1,0 +1,60 @@
+//! The OpenAPI document of the `/v1` API, generated from the route
+//! annotations and the request/response types, served at `/v1/openapi.json`.
+
+use axum::Json;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::events::{EventView, IncomingEvent};
+use super::handlers::{ReplayBody, RewindBody, RollbackBody};
+use super::{ErrorBody, ErrorDetail};
+use crate::config::RetryPolicy;
+use crate::handlers::{HandlerSpec, PartitionStatus, RewindTarget};
+use crate::runtime::Limits;
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Weir admin API", description = "Publish and read events, deploy and operate handlers."),
+    paths(
+        super::events::publish,
+        super::events::read,
+        super::events::list_topics,
+        super::handlers::upload_component,
+        super::handlers::list_components,
+        super::handlers::list,
+        super::handlers::show,
+        super::handlers::put,
+        super::handlers::delete,
+        super::handlers::rollback,
+        super::handlers::pause,
+        super::handlers::resume,
+        super::handlers::rewind,
+        super::handlers::dead_letters,
+        super::handlers::replay,
+        super::handlers::purge,
+    ),
+    components(schemas(
+        IncomingEvent, EventView, HandlerSpec, Limits, RetryPolicy, RewindTarget, RewindBody,
+        RollbackBody, ReplayBody, PartitionStatus, ErrorBody, ErrorDetail
+    )),
+    modifiers(&BearerToken),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+pub(super) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
