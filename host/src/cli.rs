@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use crate::operate;
+use crate::runtime::Limits;
 use crate::serve::{ServeOptions, serve};
 
 /// Weir: exactly-once event handlers as WebAssembly components.
@@ -158,6 +159,52 @@ pub enum Command {
         /// The host to talk to.
         #[command(flatten)]
         host: HostArgs,
+    },
+    /// Scaffold a new handler crate (builds for wasm32-wasip2, has a unit test).
+    New {
+        /// Crate and handler name (lowercase, `-` allowed).
+        name: String,
+        /// Which template.
+        #[arg(long, value_enum, default_value_t = crate::author::Template::Map)]
+        template: crate::author::Template,
+        /// Create it under this directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The `sdk/` directory of a Weir checkout (default: the one this
+        /// binary was built from).
+        #[arg(long, env = "WEIR_SDK_PATH")]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the handler crate in DIR for wasm32-wasip2 and validate the
+    /// component: prints its path, size, digest, imports and exports.
+    Build {
+        /// The handler crate.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a component locally over NDJSON sample events, with the host's
+    /// sandbox and limits: outputs on stdout, errors and final state on stderr.
+    Run {
+        /// The component (`.wasm`).
+        component: PathBuf,
+        /// NDJSON events (the `weir publish` format).
+        #[arg(long)]
+        events: PathBuf,
+        /// Handler config `key=value` (repeatable).
+        #[arg(long = "config", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// Topic the events come from.
+        #[arg(long, default_value = "in")]
+        topic: String,
+        /// Allowed output topics (repeatable; any when absent).
+        #[arg(long = "output-topic")]
+        outputs: Vec<String>,
+        /// CPU deadline per event, ms.
+        #[arg(long, default_value_t = Limits::default().deadline_ms)]
+        deadline_ms: u64,
+        /// Memory limit, bytes.
+        #[arg(long, default_value_t = Limits::default().memory_bytes)]
+        memory_bytes: u64,
     },
     /// A table of every handler: revision, state, lag, events, dead letters.
     Status {
@@ -326,6 +373,38 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             operate::dlq(&Client::for_host(&host), command, host.output)
         }
         Command::Status { host } => operate::status(&Client::for_host(&host), host.output),
+        Command::New {
+            name,
+            template,
+            dir,
+            sdk,
+        } => {
+            let made = crate::author::new(&name, template, &dir, sdk)?;
+            println!("created {}", made.display());
+            println!("  cd {} && cargo test && weir build", made.display());
+            Ok(())
+        }
+        Command::Build { dir } => crate::author::build(&dir).map(drop),
+        Command::Run {
+            component,
+            events,
+            config,
+            topic,
+            outputs,
+            deadline_ms,
+            memory_bytes,
+        } => crate::author::run(crate::author::RunOptions {
+            component,
+            events,
+            topic,
+            config: config.into_iter().collect(),
+            outputs,
+            limits: Limits {
+                deadline_ms,
+                memory_bytes,
+                ..Limits::default()
+            },
+        }),
     }
 }
 

@@ -11,9 +11,11 @@
 //! - [`handlers`]: deployed handlers, revisions, pause, rewind, dead letters.
 //! - [`metrics`]: counters and histograms, Prometheus text.
 //! - [`admin`]: the HTTP API.
+//! - [`author`]: `weir new`, `weir build`, `weir run` for handler authors.
 //! - [`serve`] and [`cli`]: the `weir` binary.
 
 pub mod admin;
+pub mod author;
 pub mod cli;
 pub mod config;
 pub mod event;

@@ -126,7 +126,8 @@ fn parse_one(v: Value) -> Result<IncomingEvent, String> {
     Ok(event)
 }
 
-fn to_record(e: IncomingEvent, now_ms: u64) -> Result<LogRecord, String> {
+/// The log record of an incoming event appended at `now_ms`.
+pub fn to_record(e: IncomingEvent, now_ms: u64) -> Result<LogRecord, String> {
     let payload = match (e.payload, e.payload_base64) {
         (Some(v), _) => serde_json::to_vec(&v).map_err(|e| e.to_string())?,
         (None, Some(b)) => BASE64

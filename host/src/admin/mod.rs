@@ -7,7 +7,7 @@
 //! message; internals are logged, not sent), body-size limits and request
 //! timeouts.
 
-mod events;
+pub mod events;
 mod handlers;
 mod openapi;
 

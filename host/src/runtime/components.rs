@@ -136,6 +136,49 @@ impl fmt::Debug for LoadedComponent {
     }
 }
 
+impl LoadedComponent {
+    /// Validate and compile `bytes` without storing them (local runs).
+    pub fn from_bytes(runtime: &Runtime, bytes: &[u8]) -> Result<Self, ComponentError> {
+        let component = compile(runtime, bytes)?;
+        let pre = check_world(runtime, &component)?;
+        Ok(Self {
+            digest: Digest::of(bytes),
+            pre: Arc::new(pre),
+        })
+    }
+}
+
+/// What a component is: its digest, size, imports and exports.
+#[derive(Debug, Clone)]
+pub struct ComponentInfo {
+    /// Content hash.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: usize,
+    /// Import names, sorted.
+    pub imports: Vec<String>,
+    /// Export names, sorted.
+    pub exports: Vec<String>,
+}
+
+/// Validate `bytes` against the world and describe them.
+pub fn inspect(runtime: &Runtime, bytes: &[u8]) -> Result<ComponentInfo, ComponentError> {
+    let component = compile(runtime, bytes)?;
+    check_world(runtime, &component)?;
+    let ty = component.component_type();
+    let engine = runtime.engine();
+    let mut imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let mut exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    imports.sort();
+    exports.sort();
+    Ok(ComponentInfo {
+        digest: Digest::of(bytes),
+        size: bytes.len(),
+        imports,
+        exports,
+    })
+}
+
 /// Components stored by content hash, with their compiled artifacts.
 #[derive(Debug, Clone)]
 pub struct ComponentStore {

@@ -475,7 +475,11 @@ fn validate_outputs(
     }
     let mut bytes = 0u64;
     for out in &outputs {
-        if !settings.allowed_outputs.contains(&out.topic) {
+        if !settings
+            .allowed_outputs
+            .iter()
+            .any(|t| t == &out.topic || t == "*")
+        {
             return Err(InvokeError::UndeclaredOutput {
                 topic: out.topic.clone(),
             });

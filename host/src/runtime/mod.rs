@@ -26,7 +26,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wasmtime::{Config, Engine};
 
-pub use components::{ComponentError, ComponentStore, Digest, LoadedComponent};
+pub use components::{
+    ComponentError, ComponentInfo, ComponentStore, Digest, LoadedComponent, inspect,
+};
 pub use guest_io::Level as LogLevel;
 pub use instance::{HandlerInstance, InvokeError, StateError, StateReader, StateWrites};
 
@@ -80,6 +82,7 @@ pub struct HandlerSettings {
     /// Per-invocation limits.
     pub limits: Limits,
     /// Topics the handler may emit to; an output elsewhere is rejected.
+    /// `*` allows any topic (local runs only; the host never sets it).
     pub allowed_outputs: Vec<String>,
     /// Deployment config the guest reads through `weir:handler/config`.
     pub config: BTreeMap<String, String>,

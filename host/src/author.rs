@@ -1,0 +1,318 @@
+//! The handler-author commands: `weir new` scaffolds a handler crate from
+//! the template in `sdk/template`, `weir build` builds and validates its
+//! component, and `weir run` runs a component over sample events locally,
+//! with the host's sandbox and limits, no server needed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::admin::events::{parse_events, to_record};
+use crate::event::Event;
+use crate::runtime::{
+    HandlerInstance, HandlerSettings, Limits, LoadedComponent, Runtime, StateError, StateReader,
+    inspect,
+};
+
+/// Which template `weir new` starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Template {
+    /// Stateless JSON map: one enriched output per input.
+    Map,
+    /// Keyed state: a counter per key.
+    Stateful,
+}
+
+const CARGO_TOML: &str = include_str!("../../sdk/template/Cargo.toml.in");
+const TOOLCHAIN: &str = include_str!("../../sdk/template/rust-toolchain.toml");
+const CARGO_CONFIG: &str = include_str!("../../sdk/template/dot-cargo/config.toml");
+const GITIGNORE: &str = include_str!("../../sdk/template/gitignore");
+const EVENTS: &str = include_str!("../../sdk/template/events.ndjson");
+const README: &str = include_str!("../../sdk/template/README.md.in");
+const MAP_RS: &str = include_str!("../../sdk/template/map.rs.in");
+const STATEFUL_RS: &str = include_str!("../../sdk/template/stateful.rs.in");
+
+/// The SDK this binary was built with, if its sources are still there.
+fn default_sdk() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    path.join("Cargo.toml")
+        .exists()
+        .then(|| path.canonicalize().ok())
+        .flatten()
+}
+
+fn type_name(name: &str) -> String {
+    name.split(['-', '_'])
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Scaffold a handler crate `name` in `parent/name`.
+pub fn new(
+    name: &str,
+    template: Template,
+    parent: &Path,
+    sdk: Option<PathBuf>,
+) -> anyhow::Result<PathBuf> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        bail!(
+            "`{name}` is not a valid handler name: use lowercase letters, digits, `-` and `_`, starting with a letter"
+        );
+    }
+    let sdk = match sdk.or_else(default_sdk) {
+        Some(sdk) => sdk
+            .canonicalize()
+            .with_context(|| format!("no weir-sdk at {}", sdk.display()))?,
+        None => {
+            bail!("cannot find weir-sdk; pass --sdk PATH (the `sdk/` directory of a Weir checkout)")
+        }
+    };
+    let dir = parent.join(name);
+    if dir.exists() {
+        bail!(
+            "{} already exists; choose another name or directory",
+            dir.display()
+        );
+    }
+    let template_name = match template {
+        Template::Map => "map",
+        Template::Stateful => "stateful",
+    };
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{type}}", &type_name(name))
+            .replace("{{template}}", template_name)
+            .replace("{{sdk}}", &sdk.display().to_string())
+    };
+    let lib = match template {
+        Template::Map => MAP_RS,
+        Template::Stateful => STATEFUL_RS,
+    };
+    let files = [
+        ("Cargo.toml", fill(CARGO_TOML)),
+        ("rust-toolchain.toml", TOOLCHAIN.to_string()),
+        (".cargo/config.toml", fill(CARGO_CONFIG)),
+        (".gitignore", GITIGNORE.to_string()),
+        ("events.ndjson", EVENTS.to_string()),
+        ("README.md", fill(README)),
+        ("src/lib.rs", fill(lib)),
+    ];
+    for (path, text) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(dir)
+}
+
+/// The crate name in `dir/Cargo.toml`.
+fn crate_name(dir: &Path) -> anyhow::Result<String> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).with_context(|| {
+        format!(
+            "no Cargo.toml in {}; run `weir build` in a handler crate",
+            dir.display()
+        )
+    })?;
+    let value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("invalid {}", manifest.display()))?;
+    value
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .map(|n| n.replace('-', "_"))
+        .with_context(|| format!("{} has no [package] name", manifest.display()))
+}
+
+/// Build the crate in `dir` for wasm32-wasip2 and validate the component.
+/// Returns the component's path.
+pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    let name = crate_name(dir)?;
+    eprintln!("building {} for wasm32-wasip2 (release)", dir.display());
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(dir)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build failed ({status}); see its output above");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|t| dir.join(t))
+        .unwrap_or_else(|| dir.join("target"));
+    let wasm = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
+    let bytes =
+        std::fs::read(&wasm).with_context(|| format!("cargo built no {}", wasm.display()))?;
+    let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
+    let info = inspect(&runtime, &bytes)
+        .with_context(|| format!("{} is not a valid handler", wasm.display()))?;
+    println!("component  {}", wasm.display());
+    println!("size       {} bytes", info.size);
+    println!("digest     {}", info.digest);
+    println!("exports    {}", info.exports.join(", "));
+    println!("imports    {}", info.imports.join(", "));
+    Ok(wasm)
+}
+
+/// Options of `weir run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The component.
+    pub component: PathBuf,
+    /// NDJSON events (the `weir publish` format).
+    pub events: PathBuf,
+    /// Topic the events appear to come from.
+    pub topic: String,
+    /// Handler config pairs.
+    pub config: BTreeMap<String, String>,
+    /// Allowed output topics (any when empty).
+    pub outputs: Vec<String>,
+    /// Sandbox limits.
+    pub limits: Limits,
+}
+
+#[derive(Default, Clone)]
+struct MemState(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
+
+impl StateReader for MemState {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned())
+    }
+}
+
+fn payload_json(bytes: &[u8]) -> (&'static str, Value) {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => ("payload", v),
+        Err(_) => (
+            "payload_base64",
+            json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
+    }
+}
+
+/// Run a component over sample events: outputs as NDJSON on stdout, errors
+/// and the final state on stderr. Duplicates (by ID) are dropped like the
+/// host does; state is committed after every successful event.
+pub fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&opts.component)
+        .with_context(|| format!("cannot read {}", opts.component.display()))?;
+    let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
+    let component = LoadedComponent::from_bytes(&runtime, &bytes)
+        .with_context(|| format!("{} is not a valid handler", opts.component.display()))?;
+    let text = std::fs::read(&opts.events)
+        .with_context(|| format!("cannot read {}", opts.events.display()))?;
+    let incoming =
+        parse_events(&text).map_err(|e| anyhow::anyhow!("{}: {e}", opts.events.display()))?;
+    let state = MemState::default();
+    let settings = HandlerSettings {
+        name: "local".into(),
+        limits: opts.limits.clone(),
+        allowed_outputs: if opts.outputs.is_empty() {
+            vec!["*".into()]
+        } else {
+            opts.outputs.clone()
+        },
+        config: opts.config.clone(),
+    };
+    let mut instance =
+        HandlerInstance::new(&runtime, &component, settings, Arc::new(state.clone()));
+    let (mut seen, mut outputs, mut errors, mut duplicates) = (HashSet::new(), 0, 0, 0);
+    let now = crate::pipeline::now_ms();
+    for (offset, e) in incoming.into_iter().enumerate() {
+        let record =
+            to_record(e, now).map_err(|m| anyhow::anyhow!("{}: {m}", opts.events.display()))?;
+        let event: Event = record.into_event(&opts.topic, 0, offset as u64);
+        if !seen.insert(event.id.clone()) {
+            duplicates += 1;
+            eprintln!("event {}: duplicate ID, dropped", event.id);
+            continue;
+        }
+        match instance.invoke(&event) {
+            Ok(outs) => {
+                let mut committed = state.0.lock().unwrap_or_else(PoisonError::into_inner);
+                for (k, v) in instance.take_batch_writes() {
+                    match v {
+                        Some(v) => committed.insert(k, v),
+                        None => committed.remove(&k),
+                    };
+                }
+                for (i, o) in outs.into_iter().enumerate() {
+                    let (field, payload) = payload_json(&o.payload);
+                    let line = json!({"input": event.id, "index": i, "topic": o.topic, "key": o.key, "headers": o.headers, field: payload});
+                    println!("{line}");
+                    outputs += 1;
+                }
+            }
+            Err(err) => {
+                errors += 1;
+                let what = if err.is_retryable() {
+                    "the host would retry, then dead-letter"
+                } else {
+                    "the host would dead-letter it"
+                };
+                eprintln!("event {}: {} error: {err} ({what})", event.id, err.kind());
+            }
+        }
+    }
+    let committed = state.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let shown: BTreeMap<&String, Value> = committed
+        .iter()
+        .map(|(k, v)| (k, payload_json(v).1))
+        .collect();
+    eprintln!(
+        "{} events: {outputs} outputs, {errors} errors, {duplicates} duplicates dropped",
+        seen.len() + duplicates
+    );
+    eprintln!("state: {}", serde_json::to_string(&shown)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_are_camel_case() {
+        assert_eq!(type_name("order-enricher"), "OrderEnricher");
+        assert_eq!(type_name("hello"), "Hello");
+        assert_eq!(type_name("a_b-c"), "ABC");
+    }
+
+    #[test]
+    fn new_refuses_bad_names_and_existing_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(new("Bad Name", Template::Map, dir.path(), None).is_err());
+        let made = new("ok-name", Template::Stateful, dir.path(), None).unwrap();
+        let lib = std::fs::read_to_string(made.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("pub struct OkName;"));
+        assert!(!lib.contains("{{"), "every placeholder filled");
+        let cargo = std::fs::read_to_string(made.join("Cargo.toml")).unwrap();
+        assert!(cargo.contains("name = \"ok-name\"") && cargo.contains("weir-sdk = { path = \"/"));
+        let err = new("ok-name", Template::Map, dir.path(), None).unwrap_err();
+        assert!(err.to_string().contains("already exists"));
+    }
+}
