@@ -138,7 +138,7 @@ pub fn handlers(
                 let digest = str_of(&r["spec"]["component"]);
                 println!(
                     "{:<9} {:<30} {}",
-                    r["revision"],
+                    r["revision"].to_string(),
                     &digest[..digest.len().min(30)],
                     r["deployed_at_ms"]
                 );
@@ -199,7 +199,7 @@ pub fn dlq(client: &Client, command: DlqCommand, output: OutputFormat) -> anyhow
                         "{:<24} {:<10} {:>8} {}",
                         str_of(&d["event"]["id"]),
                         str_of(&d["kind"]),
-                        d["attempts"],
+                        d["attempts"].to_string(),
                         str_of(&d["error"])
                     );
                 }
@@ -249,16 +249,17 @@ pub fn status(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
     );
     for h in v["handlers"].as_array().into_iter().flatten() {
         let c = &h["counters"];
+        let n = |v: &Value| v.to_string();
         println!(
             "{:<20} {:>4} {:<8} {:>8} {:>10} {:>10} {:>8} {:>6}",
             str_of(&h["name"]),
-            h["revision"],
+            n(&h["revision"]),
             str_of(&h["state"]),
-            h["lag"],
-            c["events"],
-            c["outputs"],
-            c["errors"],
-            h["dead_letters"]
+            n(&h["lag"]),
+            n(&c["events"]),
+            n(&c["outputs"]),
+            n(&c["errors"]),
+            n(&h["dead_letters"])
         );
     }
     Ok(())

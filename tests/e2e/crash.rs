@@ -83,45 +83,18 @@ fn every_event_has_exactly_one_disposition_despite_sigkill() {
     let mut interrupted = 0;
     let mut published = HashSet::new();
     for (n, batch) in lines.chunks(chunk).enumerate() {
-        // A producer retries until the host acknowledges the batch.
-        loop {
-            match host.publish("in", batch) {
-                Ok((200, _)) => break,
-                Ok((status, body)) => panic!("publish refused: {status} {body}"),
-                Err(_) => {
-                    host.kill();
-                    host.restart();
-                }
-            }
-        }
+        host.publish_acked("in", batch);
         published.extend(
             events[n * chunk..(n * chunk + batch.len())]
                 .iter()
                 .map(|e| e["id"].to_string()),
         );
         if n % kill_every == kill_every - 1 && kills < KILLS {
-            // Let the loops get into the middle of processing, then kill.
-            std::thread::sleep(Duration::from_millis(fastrand::u64(0..25)));
-            // Work outstanding at the kill: fewer counter outputs than inputs.
-            let done: u64 = host.get("/v1/topics")["topics"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|t| t["name"] == "counts")
-                .flat_map(|t| {
-                    t["heads"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|h| h.as_u64().unwrap())
-                })
-                .sum();
-            host.kill();
+            // Kill mid-processing; outstanding work: fewer counts than inputs.
             kills += 1;
-            if done < published.len() as u64 {
+            if host.kill_mid_work("counts", published.len() as u64, 25) {
                 interrupted += 1;
             }
-            host.restart();
         }
     }
     eprintln!("killed {kills} times, {interrupted} with work outstanding");

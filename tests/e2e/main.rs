@@ -7,3 +7,4 @@ mod crash;
 mod disk;
 mod newcomer;
 mod operate;
+mod saga;

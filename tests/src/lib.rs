@@ -183,6 +183,49 @@ impl Host {
         child.wait().unwrap()
     }
 
+    /// Publish `lines` until the host acknowledges them, restarting it if it
+    /// died, as a producer retries.
+    pub fn publish_acked(&mut self, topic: &str, lines: &[String]) {
+        loop {
+            match self.publish(topic, lines) {
+                Ok((200, _)) => return,
+                Ok((status, body)) => panic!("publish refused: {status} {body}"),
+                Err(_) => {
+                    self.kill();
+                    self.restart();
+                }
+            }
+        }
+    }
+
+    /// Events appended to `topic` so far, over all partitions.
+    pub fn topic_total(&self, topic: &str) -> u64 {
+        self.get("/v1/topics")["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["name"] == topic)
+            .flat_map(|t| {
+                t["heads"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.as_u64().unwrap())
+            })
+            .sum()
+    }
+
+    /// After a random pause of up to `max_pause_ms`, SIGKILL and restart.
+    /// Returns whether work was outstanding at the kill: `done_topic` held
+    /// fewer than `expected` events.
+    pub fn kill_mid_work(&mut self, done_topic: &str, expected: u64, max_pause_ms: u64) -> bool {
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..max_pause_ms)));
+        let done = self.topic_total(done_topic);
+        self.kill();
+        self.restart();
+        done < expected
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
