@@ -5,6 +5,7 @@
 mod cli;
 mod crash;
 mod disk;
+mod examples;
 mod newcomer;
 mod operate;
 mod saga;

@@ -102,6 +102,19 @@ impl Host {
         host
     }
 
+    /// Serve an existing config file, with `dir` holding the data directory.
+    pub fn serve(dir: &Path, config: &Path) -> Self {
+        let mut host = Self {
+            dir: dir.to_path_buf(),
+            config: config.to_path_buf(),
+            port: free_port(),
+            child: None,
+            log: Arc::default(),
+        };
+        host.restart();
+        host
+    }
+
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
