@@ -224,7 +224,8 @@ pub(super) struct RollbackBody {
 
 /// Parse an optional JSON body (empty means the default).
 fn optional_json<T: for<'a> Deserialize<'a> + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
@@ -234,6 +235,7 @@ fn optional_json<T: for<'a> Deserialize<'a> + Default>(body: &[u8]) -> Result<T,
     params(("name" = String, Path, description = "Handler name")),
     request_body(content = Option<RollbackBody>, description = "Optional `{\"revision\": N}`"),
     responses((status = 200, description = "Rolled back (a new revision with the old spec)", body = Object),
+        (status = 400, description = "`invalid_body`", body = ErrorBody),
         (status = 404, description = "`handler_not_found`", body = ErrorBody),
         (status = 409, description = "`no_revision`", body = ErrorBody)))]
 pub(super) async fn rollback(
@@ -347,6 +349,7 @@ pub(super) struct ReplayBody {
     params(("name" = String, Path, description = "Handler name")),
     request_body(content = Option<ReplayBody>, description = "Optional `{\"ids\": [...]}`; all when absent"),
     responses((status = 200, description = "`queued`: how many were queued", body = Object),
+        (status = 400, description = "`invalid_body`", body = ErrorBody),
         (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn replay(
     State(state): State<AppState>,

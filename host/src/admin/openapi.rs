@@ -3,6 +3,7 @@
 
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::events::{EventView, IncomingEvent};
@@ -52,6 +53,31 @@ impl Modify for BearerToken {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        // Every /v1 route answers 401 without the token, when one is set.
+        let unauthorized = ResponseBuilder::new()
+            .description("Missing or wrong bearer token (`unauthorized`)")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .insert("401".into(), unauthorized.clone().into());
+            }
+        }
     }
 }
 

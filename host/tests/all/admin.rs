@@ -113,7 +113,7 @@ async fn handlers_deploy_revise_roll_back_pause_rewind_and_delete() {
     assert_eq!(v["handler"]["revision"], 2);
     assert_eq!(v["handler"]["spec"]["config"]["greeting"], "v2");
 
-    let (status, v) = call(&host, "POST", "/v1/handlers/enrich/rollback", Body::empty()).await;
+    let (status, v) = call(&host, "POST", "/v1/handlers/enrich/rollback", "null").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["handler"]["revision"], 3);
     assert_eq!(v["handler"]["spec"]["config"]["greeting"], "v1");
@@ -425,6 +425,10 @@ async fn the_openapi_document_describes_every_v1_route() {
             assert!(
                 paths[path][m].is_object(),
                 "{m} {path} missing from the document"
+            );
+            assert!(
+                paths[path][m]["responses"]["401"].is_object(),
+                "{m} {path}: 401 documented"
             );
         }
     }
