@@ -336,7 +336,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Lock `m`, recovering the data if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -531,18 +532,22 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         let mut positions = Vec::with_capacity(write.appends.len());
-        let mut touched: HashMap<(String, u32), u64> = HashMap::new();
+        // Next offset per touched partition, taken from the heads on first use.
+        let mut next: HashMap<(&str, u32), u64> = HashMap::new();
         {
             let mut heads = lock(&self.heads);
             check(self)?;
             for a in &write.appends {
-                let head = heads.entry((a.topic.clone(), a.partition)).or_default();
-                let offset = head.next
-                    + touched
-                        .get(&(a.topic.clone(), a.partition))
-                        .map_or(0, |n| *n);
+                let slot = next
+                    .entry((a.topic.as_str(), a.partition))
+                    .or_insert_with(|| {
+                        heads
+                            .get(&(a.topic.clone(), a.partition))
+                            .map_or(0, |h| h.next)
+                    });
+                let offset = *slot;
+                *slot += 1;
                 batch.insert(keys::log(&a.topic, a.partition, offset), encode(&a.record));
-                *touched.entry((a.topic.clone(), a.partition)).or_default() += 1;
                 positions.push(Position {
                     partition: a.partition,
                     offset,
@@ -555,17 +560,18 @@ impl Store {
                 batch.remove(k);
             }
             self.db.apply_batch(batch)?;
-            for (key, n) in &touched {
-                if let Some(head) = heads.get_mut(key) {
-                    head.next += n;
-                }
+            for ((topic, partition), n) in &next {
+                heads
+                    .entry((topic.to_string(), *partition))
+                    .or_default()
+                    .next = *n;
             }
         }
         self.db.flush()?;
-        if !touched.is_empty() {
+        if !next.is_empty() {
             let mut heads = lock(&self.heads);
-            for key in touched.keys() {
-                if let Some(head) = heads.get_mut(key) {
+            for (topic, partition) in next.keys() {
+                if let Some(head) = heads.get_mut(&(topic.to_string(), *partition)) {
                     // Everything applied before this flush is durable now.
                     head.durable = head.next;
                 }

@@ -63,7 +63,8 @@ pub(crate) struct Committer {
 #[derive(Default)]
 struct Pending {
     write: Write,
-    seen: HashSet<(String, String)>,
+    /// Dedup keys marked in this batch.
+    seen: HashSet<Vec<u8>>,
     cursors: BTreeMap<String, u64>,
     events: u64,
 }
@@ -80,7 +81,8 @@ impl Committer {
     pub(crate) fn process(&mut self, events: Vec<Event>) -> Result<(), PipelineError> {
         let mut pending = Pending::default();
         for event in events {
-            if self.is_duplicate(&pending, &event)? {
+            let dedup_key = keys::dedup(&self.plan.name, &event.topic, self.partition, &event.id);
+            if self.is_duplicate(&pending, &dedup_key, &event)? {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 pending.advance(&event);
                 continue;
@@ -97,7 +99,11 @@ impl Committer {
                 }
                 Disposition::Interrupted => break,
             }
-            self.mark(&mut pending, &event);
+            pending
+                .write
+                .puts
+                .push((dedup_key.clone(), event.offset.to_be_bytes().to_vec()));
+            pending.seen.insert(dedup_key);
             pending.advance(&event);
         }
         self.commit(pending)
@@ -127,28 +133,22 @@ impl Committer {
         self.commit(pending)
     }
 
-    fn is_duplicate(&self, pending: &Pending, event: &Event) -> Result<bool, PipelineError> {
-        if pending
-            .seen
-            .contains(&(event.topic.clone(), event.id.clone()))
-        {
+    /// Whether this handler already committed the event's ID on this
+    /// partition (`dedup_key`), or saw it earlier in the batch.
+    fn is_duplicate(
+        &self,
+        pending: &Pending,
+        dedup_key: &[u8],
+        event: &Event,
+    ) -> Result<bool, PipelineError> {
+        if pending.seen.contains(dedup_key) {
             return Ok(true);
         }
-        let key = keys::dedup(&self.plan.name, &event.topic, self.partition, &event.id);
-        Ok(match self.store.get_u64(&key)? {
+        Ok(match self.store.get_u64(dedup_key)? {
             // A mark older than the window is expired: the ID is new again.
             Some(marked_at) => event.offset.saturating_sub(marked_at) <= self.plan.dedup_window,
             None => false,
         })
-    }
-
-    fn mark(&self, pending: &mut Pending, event: &Event) {
-        let key = keys::dedup(&self.plan.name, &event.topic, self.partition, &event.id);
-        pending
-            .write
-            .puts
-            .push((key, event.offset.to_be_bytes().to_vec()));
-        pending.seen.insert((event.topic.clone(), event.id.clone()));
     }
 
     fn invoke_with_retry(

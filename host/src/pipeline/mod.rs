@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::config::{PipelineConfig, RetryPolicy};
 use crate::metrics::{Histogram, LATENCY_BUCKETS, SIZE_BUCKETS};
 use crate::runtime::{HandlerInstance, HandlerSettings, LoadedComponent, Runtime};
-use crate::store::{Store, StoreError, keys};
+use crate::store::{Store, StoreError, keys, lock};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -150,10 +150,6 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Pipeline {
     /// A pipeline with no handlers running. A loop that hits a fatal error
     /// sends it on `fatal` and stops.
@@ -256,11 +252,6 @@ impl Pipeline {
     /// Forget `handler`'s counters (after it was deleted).
     pub fn forget(&self, handler: &str) {
         lock(&self.stats).remove(handler);
-    }
-
-    /// Names of the handlers with counters.
-    pub fn handler_names(&self) -> Vec<String> {
-        lock(&self.stats).keys().cloned().collect()
     }
 
     /// Stop every handler after its current batch; wait for them.

@@ -284,11 +284,6 @@ impl HandlerInstance {
         }
     }
 
-    /// The handler's settings.
-    pub fn settings(&self) -> &HandlerSettings {
-        &self.settings
-    }
-
     /// Guest log lines dropped by the rate limit so far.
     pub fn dropped_log_lines(&self) -> u64 {
         self.log.dropped()
@@ -312,9 +307,8 @@ impl HandlerInstance {
         data.event.clear();
         data.host_fault = None;
         data.memory.exceeded = false;
-        let ticks = self.settings.limits.deadline().as_nanos() / EPOCH_TICK.as_nanos() + 1;
         live.store
-            .set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+            .set_epoch_deadline(deadline_ticks(&self.settings.limits));
         let result = live
             .handler
             .weir_handler_guest()
@@ -325,19 +319,19 @@ impl HandlerInstance {
         }
         match result {
             Err(trap) => {
-                let error = self.classify(&trap);
+                let error = classify(&trap, live.store.data(), &self.settings.limits);
                 self.discard_live();
                 Err(error)
             }
             Ok(Err(WitHandlerError::Retry(msg))) => Err(InvokeError::Retry(msg)),
             Ok(Err(WitHandlerError::Reject(msg))) => Err(InvokeError::Reject(msg)),
+            // A failed event's writes stay in `data.event`, which the next
+            // invocation and `take_batch_writes` clear: they never join the batch.
             Ok(Ok(outputs)) => {
-                let outputs = self.check_outputs(outputs)?;
-                let data = live_data(&mut self.live);
-                if let Some(data) = data {
-                    let writes = std::mem::take(&mut data.event);
-                    data.batch.extend(writes);
-                }
+                let outputs = validate_outputs(&self.settings, outputs)?;
+                let data = live.store.data_mut();
+                let writes = std::mem::take(&mut data.event);
+                data.batch.extend(writes);
                 Ok(outputs)
             }
         }
@@ -373,16 +367,6 @@ impl HandlerInstance {
         }
     }
 
-    fn classify(&self, error: &wasmtime::Error) -> InvokeError {
-        match &self.live {
-            Some(live) => classify(error, live.store.data(), &self.settings.limits),
-            None => InvokeError::Trap {
-                message: format!("{error:#}"),
-                stderr: None,
-            },
-        }
-    }
-
     /// Drop the live instance, keeping the batch's writes (not the event's).
     fn discard_live(&mut self) {
         if let Some(live) = self.live.take() {
@@ -390,25 +374,21 @@ impl HandlerInstance {
             self.stash = data.batch;
         }
     }
-
-    fn check_outputs(&mut self, outputs: Vec<WitOutput>) -> Result<Vec<Output>, InvokeError> {
-        let result = validate_outputs(&self.settings, outputs);
-        if result.is_err()
-            && let Some(data) = live_data(&mut self.live)
-        {
-            data.event.clear();
-        }
-        result
-    }
 }
 
 /// A store with the memory limiter and an epoch deadline always installed.
 fn new_store(runtime: &Runtime, data: StoreData) -> Store<StoreData> {
-    let ticks = data.settings.limits.deadline().as_nanos() / EPOCH_TICK.as_nanos() + 1;
+    let ticks = deadline_ticks(&data.settings.limits);
     let mut store = Store::new(runtime.engine(), data);
     store.limiter(|d| &mut d.memory);
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    store.set_epoch_deadline(ticks);
     store
+}
+
+/// The deadline in epoch ticks, rounded up.
+fn deadline_ticks(limits: &super::Limits) -> u64 {
+    let ticks = limits.deadline().as_nanos() / EPOCH_TICK.as_nanos() + 1;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
 }
 
 /// Instantiate `pre` once in a scratch store with default limits: checks

@@ -29,7 +29,6 @@ use wasmtime::{Config, Engine};
 pub use components::{
     ComponentError, ComponentInfo, ComponentStore, Digest, LoadedComponent, inspect,
 };
-pub use guest_io::Level as LogLevel;
 pub use instance::{HandlerInstance, InvokeError, StateError, StateReader, StateWrites};
 
 /// How often the epoch ticks; deadlines are rounded up to whole ticks.

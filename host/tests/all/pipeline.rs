@@ -48,15 +48,25 @@ fn plan(f: &Fixture, guest_name: &str, retry: RetryPolicy, deadline_ms: u64) -> 
     }
 }
 
+/// Append events `e0`, `e1`, ... with these payloads to `in`/0.
 fn publish(store: &Store, payloads: &[&str]) {
-    let appends = payloads
+    let events: Vec<(String, &str)> = payloads
         .iter()
         .enumerate()
-        .map(|(i, p)| Append {
+        .map(|(i, p)| (format!("e{i}"), *p))
+        .collect();
+    publish_ids(store, &events);
+}
+
+/// Append events with these IDs and payloads to `in`/0.
+fn publish_ids(store: &Store, events: &[(String, &str)]) {
+    let appends = events
+        .iter()
+        .map(|(id, p)| Append {
             topic: "in".into(),
             partition: 0,
             record: LogRecord {
-                id: format!("e{i}"),
+                id: id.clone(),
                 key: Some("k".into()),
                 headers: vec![("traceparent".into(), "00-abc-def-01".into())],
                 payload: p.as_bytes().to_vec(),
@@ -64,15 +74,11 @@ fn publish(store: &Store, payloads: &[&str]) {
             },
         })
         .collect();
-    store
-        .commit(
-            Write {
-                appends,
-                ..Write::default()
-            },
-            |_| Ok(()),
-        )
-        .unwrap();
+    let write = Write {
+        appends,
+        ..Write::default()
+    };
+    store.commit(write, |_| Ok(())).unwrap();
 }
 
 fn run_until(store: &Arc<Store>, f: &Fixture, plan: HandlerPlan, events: u64) -> Arc<Stats> {
@@ -177,29 +183,7 @@ fn state_and_offsets_survive_a_restart_and_duplicates_are_dropped() {
     }
     // Reopen: same IDs again (a producer retry) plus new ones.
     let store = open(&f);
-    let appends = ["e1", "e3"]
-        .iter()
-        .map(|id| Append {
-            topic: "in".into(),
-            partition: 0,
-            record: LogRecord {
-                id: id.to_string(),
-                key: Some("k".into()),
-                headers: vec![],
-                payload: b"{}".to_vec(),
-                timestamp_ms: 1,
-            },
-        })
-        .collect();
-    store
-        .commit(
-            Write {
-                appends,
-                ..Write::default()
-            },
-            |_| Ok(()),
-        )
-        .unwrap();
+    publish_ids(&store, &[("e1".into(), "{}"), ("e3".into(), "{}")]);
     let p = plan(&f, "counter", RetryPolicy::default(), 1000);
     let stats = run_until(&store, &f, p, 2);
     assert_eq!(
