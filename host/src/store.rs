@@ -741,7 +741,16 @@ mod tests {
                 ]
             );
         }
-        let store = Store::open(dir.path()).unwrap();
+        // sled's background threads release its file lock shortly after the
+        // drop (a real restart is a new process); wait for it.
+        let store = (0..100)
+            .find_map(|_| {
+                Store::open(dir.path()).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    None
+                })
+            })
+            .expect("store reopens once the old handle's threads let go");
         assert_eq!(store.partitions("t").unwrap(), 2);
         let events = store.read("t", 0, 0, 10).unwrap();
         assert_eq!(

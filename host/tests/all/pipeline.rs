@@ -99,7 +99,18 @@ fn run_until(store: &Arc<Store>, f: &Fixture, plan: HandlerPlan, events: u64) ->
 }
 
 fn open(f: &Fixture) -> Arc<Store> {
-    let store = Arc::new(Store::open(&f.dir.path().join("store")).unwrap());
+    // On reopen, sled's background threads from the previous handle may
+    // still hold its file lock for a moment (a real restart is a new process).
+    let path = f.dir.path().join("store");
+    let store = (0..100)
+        .find_map(|_| {
+            Store::open(&path).ok().or_else(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            })
+        })
+        .map(Arc::new)
+        .expect("store opens");
     store.ensure_topic("in", 1).unwrap();
     store.ensure_topic("out", 1).unwrap();
     store
