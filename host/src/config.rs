@@ -66,6 +66,105 @@ pub struct Config {
     /// Handlers, by name.
     #[serde(default)]
     pub handlers: BTreeMap<String, HandlerConfig>,
+    /// The NATS connection, for topics bound to JetStream (`topics.X.nats`).
+    #[serde(default)]
+    pub nats: Option<NatsConfig>,
+}
+
+/// How to reach NATS. Every field but `urls` is optional.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// Server URLs (`nats://host:port`, `tls://host:port`); the client
+    /// reconnects to any of them.
+    pub urls: Vec<String>,
+    /// Client name shown by the server.
+    pub name: String,
+    /// A `.creds` file (JWT + NKey).
+    pub credentials_file: Option<PathBuf>,
+    /// Token authentication.
+    pub token: Option<String>,
+    /// User and password authentication.
+    pub user: Option<String>,
+    /// Password for `user`.
+    pub password: Option<String>,
+    /// Require TLS even for `nats://` URLs.
+    pub tls_required: bool,
+    /// Extra root certificates (PEM) to trust.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    pub tls_key_file: Option<PathBuf>,
+    /// Longest wait for a JetStream publish acknowledgement, in ms.
+    pub ack_timeout_ms: u64,
+    /// The partitions of NATS-bound topics this host consumes (default:
+    /// all). Hosts sharing a stream each take a disjoint set.
+    pub partitions: Option<Vec<u32>>,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            urls: vec!["nats://127.0.0.1:4222".into()],
+            name: "weir".into(),
+            credentials_file: None,
+            token: None,
+            user: None,
+            password: None,
+            tls_required: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            ack_timeout_ms: 5_000,
+            partitions: None,
+        }
+    }
+}
+
+/// A topic bound to a JetStream stream: consumed from it when a handler
+/// subscribes, published to it (through the outbox and relay) when a handler
+/// emits to it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NatsBinding {
+    /// The JetStream stream holding the subjects.
+    pub stream: String,
+    /// Subject of partition `p`: `{partition}` is replaced by `p`
+    /// (`orders.{partition}` gives `orders.0`, `orders.1`, ...). Required to
+    /// contain `{partition}` when the topic has more than one partition.
+    pub subject: String,
+    /// Header holding the message ID; the stream sequence is used when it
+    /// is absent.
+    #[serde(default = "default_msg_id_header")]
+    pub msg_id_header: String,
+    /// Create the stream (file storage, subjects `subject` with `*` for the
+    /// partition) if it does not exist.
+    #[serde(default = "default_true")]
+    pub create_stream: bool,
+    /// Outputs waiting to be relayed, per topic, above which the handlers
+    /// emitting to it pause (backpressure while the broker is away).
+    #[serde(default = "default_max_outbox")]
+    pub max_outbox: u64,
+}
+
+fn default_msg_id_header() -> String {
+    "Nats-Msg-Id".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_outbox() -> u64 {
+    100_000
+}
+
+impl NatsBinding {
+    /// The subject of `partition`.
+    pub fn subject_of(&self, partition: u32) -> String {
+        self.subject.replace("{partition}", &partition.to_string())
+    }
 }
 
 /// The HTTP API.
@@ -123,6 +222,8 @@ pub struct TopicConfig {
     pub retention_secs: u64,
     /// Keep at most this many bytes per partition (0 means no limit).
     pub retention_bytes: u64,
+    /// Bind the topic to a NATS JetStream stream instead of the embedded log.
+    pub nats: Option<NatsBinding>,
 }
 
 impl Default for TopicConfig {
@@ -131,6 +232,7 @@ impl Default for TopicConfig {
             partitions: 1,
             retention_secs: 7 * 24 * 3600,
             retention_bytes: 0,
+            nats: None,
         }
     }
 }
@@ -229,10 +331,18 @@ impl Config {
                 handler.component = base.join(&handler.component);
             }
         }
-        if let Some(dir) = &mut config.data_dir
-            && dir.is_relative()
-        {
-            *dir = base.join(&*dir);
+        let nats_files = config.nats.iter_mut().flat_map(|n| {
+            [
+                &mut n.credentials_file,
+                &mut n.tls_ca_file,
+                &mut n.tls_cert_file,
+                &mut n.tls_key_file,
+            ]
+        });
+        for path in nats_files.chain([&mut config.data_dir]).flatten() {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
         Ok(config)
     }
@@ -249,6 +359,42 @@ impl Config {
                     "must be 1..=1024".into(),
                 ));
             }
+            if let Some(nats) = &topic.nats {
+                let key = |k: &str| format!("topics.{name}.nats.{k}");
+                if self.nats.is_none() {
+                    return Err((
+                        key("stream"),
+                        "the topic is bound to NATS but there is no [nats] section".into(),
+                    ));
+                }
+                check_name(&nats.stream).map_err(|m| (key("stream"), m))?;
+                if nats.subject.is_empty() || nats.subject.contains([' ', '>']) {
+                    return Err((
+                        key("subject"),
+                        "must be a subject without spaces or `>`".into(),
+                    ));
+                }
+                if topic.partitions > 1 && !nats.subject.contains("{partition}") {
+                    return Err((
+                        key("subject"),
+                        "a topic with several partitions needs `{partition}` in its subject".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(nats) = &self.nats {
+            if nats.urls.is_empty() {
+                return Err(("nats.urls".into(), "give at least one server URL".into()));
+            }
+            if nats.tls_cert_file.is_some() != nats.tls_key_file.is_some() {
+                return Err((
+                    "nats.tls_cert_file".into(),
+                    "tls_cert_file and tls_key_file go together".into(),
+                ));
+            }
+            if nats.user.is_some() != nats.password.is_some() {
+                return Err(("nats.user".into(), "user and password go together".into()));
+            }
         }
         for (name, h) in &self.handlers {
             let key = |k: &str| format!("handlers.{name}.{k}");
@@ -263,6 +409,17 @@ impl Config {
                         format!("unknown topic `{t}`; declare it under [topics.{t}]"),
                     ));
                 }
+            }
+            if let Some(t) = h.outputs.iter().find(|t| {
+                self.topics[*t]
+                    .nats
+                    .as_ref()
+                    .is_some_and(|n| n.subject.contains('*'))
+            }) {
+                return Err((
+                    key("outputs"),
+                    format!("topic `{t}` is published to NATS, so its subject cannot hold `*`"),
+                ));
             }
             if h.retry.max_attempts == 0 {
                 return Err((key("retry.max_attempts"), "must be at least 1".into()));
@@ -402,6 +559,33 @@ mod tests {
             Err(e @ ConfigError::MissingVar { .. }) => assert!(e.to_string().contains("NOPE")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn nats_bindings_are_checked() {
+        let bound = GOOD.replace(
+            "partitions = 4",
+            "partitions = 4\nnats = { stream = \"ORDERS\", subject = \"orders.{partition}\" }",
+        );
+        assert_eq!(key_of(&bound), "topics.orders.nats.stream");
+        let with_nats = format!(
+            "{bound}\n[nats]\nurls = [\"nats://127.0.0.1:4333\"]\ncredentials_file = \"weir.creds\""
+        );
+        let c = parse(&with_nats).unwrap();
+        let b = c.topics["orders"].nats.as_ref().unwrap();
+        assert_eq!(b.subject_of(3), "orders.3");
+        assert_eq!(b.msg_id_header, "Nats-Msg-Id");
+        assert!(b.create_stream);
+        let nats = c.nats.unwrap();
+        assert_eq!(
+            nats.credentials_file,
+            Some(PathBuf::from("/etc/weir/weir.creds"))
+        );
+        assert_eq!(nats.ack_timeout_ms, 5_000);
+        let one_subject = with_nats.replace("orders.{partition}", "orders");
+        assert_eq!(key_of(&one_subject), "topics.orders.nats.subject");
+        let no_urls = with_nats.replace("urls = [\"nats://127.0.0.1:4333\"]", "urls = []");
+        assert_eq!(key_of(&no_urls), "nats.urls");
     }
 
     #[test]

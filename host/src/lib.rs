@@ -21,6 +21,7 @@ pub mod config;
 pub mod event;
 pub mod handlers;
 pub mod metrics;
+pub mod nats;
 pub mod operate;
 pub mod pipeline;
 pub mod runtime;

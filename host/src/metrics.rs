@@ -104,10 +104,27 @@ pub mod names {
     pub const RUNNING: &str = "weir_handler_running";
     /// Gauge: next offset of each topic partition (events appended so far).
     pub const TOPIC_HEAD: &str = "weir_topic_head";
+    /// Gauge: 1 while the NATS client is connected.
+    pub const NATS_CONNECTED: &str = "weir_nats_connected";
+    /// Gauge: messages of a NATS stream a handler has not read yet, per
+    /// `topic` and `partition`.
+    pub const STREAM_LAG: &str = "weir_nats_stream_lag";
+    /// Gauge: committed outputs waiting for the relay, per `topic` and `partition`.
+    pub const OUTBOX_BACKLOG: &str = "weir_nats_outbox_backlog";
+    /// Gauge: age in seconds of the oldest output waiting for the relay.
+    pub const RELAY_LAG: &str = "weir_nats_relay_lag_seconds";
+    /// Counter: outputs the relay published and JetStream acknowledged.
+    pub const RELAY_PUBLISHED: &str = "weir_nats_relay_published_total";
+    /// Counter: re-sent outputs JetStream reported as duplicates.
+    pub const RELAY_DUPLICATES: &str = "weir_nats_relay_duplicates_total";
+    /// Counter: publish rounds that failed (broker away or refusing).
+    pub const RELAY_FAILURES: &str = "weir_nats_relay_failures_total";
 }
 
 /// Reads one counter of a handler's stats.
 type CounterOf = fn(&crate::pipeline::Stats) -> u64;
+/// Reads one counter of a NATS relay.
+type RelayCounterOf = fn(&crate::nats::RelayStats) -> &AtomicU64;
 /// Reads one histogram of a handler's stats.
 type HistogramOf = fn(&crate::pipeline::Stats) -> &Histogram;
 
@@ -117,7 +134,11 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Render every metric in the Prometheus text format.
-pub fn render(handlers: &crate::handlers::Handlers, store: &crate::store::Store) -> String {
+pub fn render(
+    handlers: &crate::handlers::Handlers,
+    store: &crate::store::Store,
+    nats: Option<&crate::nats::Nats>,
+) -> String {
     use names::*;
     let mut out = String::new();
     let listed = handlers.list().unwrap_or_default();
@@ -223,7 +244,103 @@ pub fn render(handlers: &crate::handlers::Handlers, store: &crate::store::Store)
             );
         }
     }
+    if let Some(nats) = nats {
+        render_nats(&mut out, nats, store, &stats);
+    }
     out
+}
+
+fn render_nats(
+    out: &mut String,
+    nats: &crate::nats::Nats,
+    store: &crate::store::Store,
+    stats: &[(String, std::sync::Arc<crate::pipeline::Stats>)],
+) {
+    use names::*;
+    header(
+        out,
+        NATS_CONNECTED,
+        "gauge",
+        "1 while the NATS client is connected.",
+    );
+    let _ = writeln!(out, "{NATS_CONNECTED} {}", u8::from(nats.is_connected()));
+    header(
+        out,
+        STREAM_LAG,
+        "gauge",
+        "Stream messages a handler has not read yet.",
+    );
+    for (handler, s) in stats {
+        let lags = s.stream_lag.lock().map(|m| m.clone()).unwrap_or_default();
+        for ((topic, partition), lag) in lags {
+            let _ = writeln!(
+                out,
+                "{STREAM_LAG}{{handler=\"{handler}\",topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
+            );
+        }
+    }
+    let now = crate::pipeline::now_ms();
+    header(
+        out,
+        OUTBOX_BACKLOG,
+        "gauge",
+        "Committed outputs waiting for the relay.",
+    );
+    let mut ages = Vec::new();
+    for topic in nats.relay_stats().keys() {
+        for p in 0..store.partitions(topic).unwrap_or(0) {
+            let head = store.durable_head(topic, p);
+            let first = store.earliest(topic, p).unwrap_or(head);
+            let _ = writeln!(
+                out,
+                "{OUTBOX_BACKLOG}{{topic=\"{topic}\",partition=\"{p}\"}} {}",
+                head.saturating_sub(first)
+            );
+            let oldest = store
+                .read(topic, p, first, 1)
+                .ok()
+                .and_then(|r| r.first().map(|e| e.timestamp_ms));
+            let age = oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
+            ages.push((topic, p, age));
+        }
+    }
+    header(
+        out,
+        RELAY_LAG,
+        "gauge",
+        "Age in seconds of the oldest output waiting for the relay.",
+    );
+    for (topic, p, age) in ages {
+        let _ = writeln!(
+            out,
+            "{RELAY_LAG}{{topic=\"{topic}\",partition=\"{p}\"}} {age}"
+        );
+    }
+    let counters: [(&str, &str, RelayCounterOf); 3] = [
+        (
+            RELAY_PUBLISHED,
+            "Outputs published and acknowledged.",
+            |r| &r.published,
+        ),
+        (
+            RELAY_DUPLICATES,
+            "Re-sent outputs JetStream reported as duplicates.",
+            |r| &r.duplicates,
+        ),
+        (RELAY_FAILURES, "Publish rounds that failed.", |r| {
+            &r.failures
+        }),
+    ];
+    for (name, help, get) in counters {
+        header(out, name, "counter", help);
+        for (topic, r) in nats.relay_stats() {
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{topic}\"}} {}",
+                get(r).load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use crate::admin::{AppState, Limits, router};
 use crate::config::Config;
 use crate::handlers::{HandlerSpec, Handlers};
+use crate::nats::Nats;
 use crate::pipeline::{Pipeline, PipelineError, now_ms};
 use crate::runtime::{ComponentStore, Runtime};
 use crate::store::Store;
@@ -63,12 +64,22 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
     let components = ComponentStore::open(data_dir.join("components"), runtime.clone())?;
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<PipelineError>();
-    let pipeline = Arc::new(Pipeline::new(
-        store.clone(),
-        &runtime,
-        config.pipeline,
-        fatal_tx.clone(),
-    ));
+    let nats = match &config.nats {
+        Some(n) => {
+            let nats = Nats::connect(n, &config.topics).await?;
+            tokio::spawn(nats.clone().prepare_streams());
+            Some(nats)
+        }
+        None => None,
+    };
+    let relays = nats
+        .as_ref()
+        .map(|n| n.spawn_relays(&store, &fatal_tx))
+        .unwrap_or_default();
+    let pipeline = Arc::new(
+        Pipeline::new(store.clone(), &runtime, config.pipeline, fatal_tx.clone())
+            .with_nats(nats.clone()),
+    );
     let handlers = Arc::new(Handlers::new(store.clone(), components, pipeline.clone()));
     deploy_config_handlers(&config, &handlers)?;
     let handler_count = handlers.start_all()? + config.handlers.len();
@@ -79,7 +90,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr} (admin.addr / --admin-addr)"))?;
     let state = AppState::new(store.clone(), handlers.clone())
         .with_fatal(fatal_tx)
-        .with_token(token);
+        .with_token(token)
+        .with_nats(nats);
     let ready = state.ready.clone();
     let limits = Limits {
         max_body_bytes: config.admin.max_body_bytes,
@@ -117,6 +129,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     tracing::info!("draining consumer loops");
     retention.abort();
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
+    // The outbox is durable: a relay stopped mid-publish re-sends on restart.
+    for relay in relays {
+        relay.abort();
+    }
     store.flush()?;
     if let Ok(Some(fatal)) = fatal_seen_rx.await {
         bail!("{fatal}");
@@ -172,7 +188,8 @@ fn spawn_retention(store: Arc<Store>, config: Config) -> tokio::task::JoinHandle
             let store = store.clone();
             let config = config.clone();
             let done = tokio::task::spawn_blocking(move || {
-                for (name, t) in &config.topics {
+                // A NATS-bound topic's records are its outbox: the relay removes them.
+                for (name, t) in config.topics.iter().filter(|(_, t)| t.nats.is_none()) {
                     let max_age = t.retention_secs.saturating_mul(1000);
                     match store.apply_retention(name, now_ms(), max_age, t.retention_bytes) {
                         Ok(0) => {}

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `t/` | topic | partition count (u32) |
 //! | `l/` | topic `/` partition offset | [`LogRecord`] |
+//! | `f/` | topic `/` partition | offset after the last record removed (u64) |
 //! | `c/` | handler `/` topic `/` partition | next offset to read (u64) |
 //! | `e/` | handler `/` partition | fencing epoch (u64) |
 //! | `d/` | handler `/` topic `/` partition message-id | offset it was committed at |
@@ -17,7 +18,10 @@
 //! | `h/` | handler | its record: revisions, active, paused |
 //!
 //! Invariants: offsets in a partition are assigned under one lock, in the
-//! order of `apply_batch`; a record is readable (the *durable head*) only
+//! order of `apply_batch`, and never reused: whoever removes records
+//! (retention, the NATS relay) records the floor in the same batch, and the
+//! head is recovered as the larger of the floor and the last record; a
+//! record is readable (the *durable head*) only
 //! after a flush that covers it; any sled error is returned as
 //! [`StoreError::Io`] and the caller stops: recovery is a restart.
 
@@ -167,6 +171,10 @@ pub mod keys {
         let mut k = log_partition(topic, partition);
         k.extend_from_slice(&offset.to_be_bytes());
         k
+    }
+    /// `f/topic/<p>`: the offset after the last record removed.
+    pub fn floor(topic: &str, partition: u32) -> Vec<u8> {
+        join(b"f/", &[topic.as_bytes(), &partition.to_be_bytes()])
     }
     /// `c/handler/topic/<p>`
     pub fn cursor(handler: &str, topic: &str, partition: u32) -> Vec<u8> {
@@ -367,7 +375,7 @@ impl Store {
     fn load_topic(&self, name: &str, partitions: u32) -> Result<()> {
         let mut heads = lock(&self.heads);
         for p in 0..partitions {
-            let next = match self
+            let last = match self
                 .db
                 .scan_prefix(keys::log_partition(name, p))
                 .next_back()
@@ -378,6 +386,7 @@ impl Store {
                 }
                 None => 0,
             };
+            let next = last.max(self.get_u64(&keys::floor(name, p))?.unwrap_or(0));
             heads.insert(
                 (name.to_string(), p),
                 Head {
@@ -640,6 +649,7 @@ impl Store {
                 }
             }
             let mut batch = sled::Batch::default();
+            let mut floor = None;
             for item in self.db.scan_prefix(&prefix) {
                 let (k, v) = item?;
                 let by_size = cut.as_deref().is_some_and(|c| &*k <= c);
@@ -648,8 +658,12 @@ impl Store {
                 if !by_size && !by_age {
                     break;
                 }
+                floor = Some(decode_u64(&k, &k[k.len() - 8..])? + 1);
                 batch.remove(k);
                 removed += 1;
+            }
+            if let Some(floor) = floor {
+                batch.insert(keys::floor(topic, p), &floor.to_be_bytes());
             }
             self.db.apply_batch(batch)?;
         }
@@ -708,6 +722,17 @@ mod tests {
         }
     }
 
+    /// Open again after a drop. sled's background threads release its file
+    /// lock shortly after the drop (a real restart is a new process).
+    fn reopen(dir: &Path) -> Option<Store> {
+        (0..100).find_map(|_| {
+            Store::open(dir).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                None
+            })
+        })
+    }
+
     #[test]
     fn appends_get_increasing_offsets_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -741,16 +766,7 @@ mod tests {
                 ]
             );
         }
-        // sled's background threads release its file lock shortly after the
-        // drop (a real restart is a new process); wait for it.
-        let store = (0..100)
-            .find_map(|_| {
-                Store::open(dir.path()).ok().or_else(|| {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                    None
-                })
-            })
-            .expect("store reopens once the old handle's threads let go");
+        let store = reopen(dir.path()).expect("store reopens once the old handle's threads let go");
         assert_eq!(store.partitions("t").unwrap(), 2);
         let events = store.read("t", 0, 0, 10).unwrap();
         assert_eq!(
@@ -847,5 +863,31 @@ mod tests {
         store.apply_retention("t", 0, 0, one * 2).unwrap();
         let left = store.read("t", 0, 0, 100).unwrap();
         assert_eq!(left.iter().map(|e| e.offset).collect::<Vec<_>>(), [8, 9]);
+    }
+
+    #[test]
+    fn offsets_are_not_reused_after_every_record_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.ensure_topic("t", 1).unwrap();
+            let appends = (0..3).map(|i| append("t", 0, &format!("e{i}"))).collect();
+            let write = Write {
+                appends,
+                ..Write::default()
+            };
+            store.commit(write, |_| Ok(())).unwrap();
+            assert_eq!(store.apply_retention("t", u64::MAX, 1, 0).unwrap(), 3);
+            store.flush().unwrap();
+        }
+        let store = reopen(dir.path()).expect("store reopens");
+        assert_eq!(store.durable_head("t", 0), 3);
+        assert_eq!(store.earliest("t", 0).unwrap(), 3);
+        let write = Write {
+            appends: vec![append("t", 0, "later")],
+            ..Write::default()
+        };
+        let pos = store.commit(write, |_| Ok(())).unwrap();
+        assert_eq!(pos[0].offset, 3);
     }
 }

@@ -262,6 +262,17 @@ impl Host {
         Ok((status, response.body_mut().read_json()?))
     }
 
+    /// `GET /readyz`: (status, body).
+    pub fn readyz(&self) -> (u16, String) {
+        let mut r = self
+            .client()
+            .get(&format!("{}/readyz", self.base()))
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_to_string().unwrap())
+    }
+
     pub fn get(&self, path: &str) -> Value {
         let mut response = self
             .client()
@@ -329,3 +340,5 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+pub mod nats;

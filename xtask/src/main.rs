@@ -6,6 +6,7 @@
 
 mod cmd;
 mod guests;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ usage: cargo xtask <subcommand> [args...]
 
 subcommands:
   guests         build every guest in guests/ as a wasm32-wasip2 component
-  test [args]    build the guests and the weir binary, run `cargo test --workspace [args]`,
+  test [args]    install nats-server if missing, build the guests and the weir binary, run `cargo test --workspace [args]`,
                  then the SDK's and the guests' own tests
   run [args]     build the guests, then serve examples/quickstart (extra args go to `weir serve`)
   bench [args]   build the guests, then run every benchmark (`cargo bench -p weir [args]`);
@@ -58,6 +59,7 @@ fn dispatch(args: &[String]) -> Result<()> {
 /// Build the guests and the `weir` binary (the end-to-end tests drive it),
 /// then run the root workspace's tests with `extra` args.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    tools::ensure_nats_server()?;
     guests::build(root)?;
     let mut build = cmd::cargo(root);
     build.args(["build", "-p", "weir", "--bin", "weir"]);
@@ -91,6 +93,7 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
 
 /// Build the guests, then run every benchmark of the host in one run.
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    tools::ensure_nats_server()?;
     guests::build(root)?;
     let mut cargo = cmd::cargo(root);
     cargo.args(["bench", "-p", "weir", "--"]).args(extra);

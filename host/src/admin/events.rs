@@ -151,6 +151,7 @@ pub fn to_record(e: IncomingEvent, now_ms: u64) -> Result<LogRecord, String> {
         (status = 200, description = "Durable; each event's partition and offset", body = Object),
         (status = 400, description = "Malformed events (`invalid_event`); nothing written", body = ErrorBody),
         (status = 404, description = "Unknown topic (`unknown_topic`)", body = ErrorBody),
+        (status = 409, description = "The topic is bound to NATS (`topic_bound_to_nats`)", body = ErrorBody),
         (status = 413, description = "Body over `admin.max_body_bytes` (`body_too_large`)", body = ErrorBody),
         (status = 503, description = "The store failed (`store_unavailable`); nothing acknowledged", body = ErrorBody)))]
 pub(super) async fn publish(
@@ -170,6 +171,16 @@ pub(super) async fn publish(
         }
     })?;
     let partitions = state.store.partitions(&topic)?;
+    if let Some(b) = state.nats.as_ref().and_then(|n| n.binding(&topic)) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "topic_bound_to_nats",
+            format!(
+                "topic `{topic}` is read from NATS stream `{}` (subject `{}`); publish to NATS instead",
+                b.stream, b.subject
+            ),
+        ));
+    }
     let incoming = parse_events(&body).map_err(|m| ApiError::bad_request("invalid_event", m))?;
     if incoming.is_empty() {
         return Err(ApiError::bad_request(

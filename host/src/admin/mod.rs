@@ -43,6 +43,8 @@ pub struct AppState {
     pub token: Option<String>,
     /// Whether the host is ready (handlers started, not shutting down).
     pub ready: Arc<AtomicBool>,
+    /// The NATS connection, when topics are bound to JetStream.
+    pub nats: Option<Arc<crate::nats::Nats>>,
 }
 
 impl AppState {
@@ -54,7 +56,15 @@ impl AppState {
             fatal: None,
             token: None,
             ready: Arc::new(AtomicBool::new(true)),
+            nats: None,
         }
+    }
+
+    /// Report NATS reachability on `/readyz` and metrics; refuse the event
+    /// API on topics bound to NATS.
+    pub fn with_nats(mut self, nats: Option<Arc<crate::nats::Nats>>) -> Self {
+        self.nats = nats;
+        self
     }
 
     /// Report store I/O failures on `fatal`.
@@ -156,23 +166,34 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        "ready".into_response()
-    } else {
-        ApiError::new(
+    if !state.ready.load(Ordering::SeqCst) {
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "starting or shutting down",
         )
-        .into_response()
+        .into_response();
     }
+    if let Some(nats) = state.nats.as_ref().filter(|n| !n.is_ready()) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unreachable",
+            format!(
+                "NATS JetStream at {} is not reachable yet; retrying",
+                nats.urls()
+            ),
+        )
+        .into_response();
+    }
+    "ready".into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body =
-        tokio::task::spawn_blocking(move || crate::metrics::render(&state.handlers, &state.store))
-            .await
-            .unwrap_or_default();
+    let body = tokio::task::spawn_blocking(move || {
+        crate::metrics::render(&state.handlers, &state.store, state.nats.as_deref())
+    })
+    .await
+    .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

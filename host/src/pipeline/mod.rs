@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{PipelineConfig, RetryPolicy};
 use crate::metrics::{Histogram, LATENCY_BUCKETS, SIZE_BUCKETS};
+use crate::nats::{Nats, PartitionReader};
 use crate::runtime::{HandlerInstance, HandlerSettings, LoadedComponent, Runtime};
 use crate::store::{Store, StoreError, keys, lock};
 
@@ -84,6 +85,8 @@ pub struct Stats {
     pub commit_seconds: Histogram,
     /// Events per commit.
     pub batch_size: Histogram,
+    /// Messages in a NATS stream not yet read, per (topic, partition).
+    pub stream_lag: Mutex<BTreeMap<(String, u32), u64>>,
 }
 
 impl Default for Stats {
@@ -102,6 +105,7 @@ impl Default for Stats {
             invoke_seconds: Histogram::new(LATENCY_BUCKETS),
             commit_seconds: Histogram::new(LATENCY_BUCKETS),
             batch_size: Histogram::new(SIZE_BUCKETS),
+            stream_lag: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -133,6 +137,7 @@ pub struct Pipeline {
     runtime: Runtime,
     settings: PipelineConfig,
     fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>,
+    nats: Option<Arc<Nats>>,
     running: Mutex<BTreeMap<String, Running>>,
     stats: Mutex<BTreeMap<String, Arc<Stats>>>,
 }
@@ -164,9 +169,17 @@ impl Pipeline {
             runtime: runtime.clone(),
             settings,
             fatal,
+            nats: None,
             running: Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Read topics bound to NATS through `nats` (and hold back handlers
+    /// whose NATS outbox is full).
+    pub fn with_nats(mut self, nats: Option<Arc<Nats>>) -> Self {
+        self.nats = nats;
+        self
     }
 
     /// A pipeline running `plans` (a convenience for tests and benchmarks).
@@ -197,11 +210,15 @@ impl Pipeline {
         }
         let mut threads = Vec::new();
         for partition in 0..partitions {
+            if !self.owns(&plan, partition) {
+                continue;
+            }
             let ctx = LoopContext {
                 store: self.store.clone(),
                 runtime: self.runtime.clone(),
                 plan: plan.clone(),
                 partition,
+                nats: self.nats.clone(),
                 settings: self.settings,
                 shutdown: shutdown.clone(),
                 stats: stats.clone(),
@@ -220,6 +237,15 @@ impl Pipeline {
         }
         lock(&self.running).insert(plan.name.clone(), Running { shutdown, threads });
         Ok(())
+    }
+
+    /// Whether this host runs `plan`'s loop for `partition`: always, unless
+    /// every topic it reads is bound to NATS and `nats.partitions` leaves
+    /// the partition to another host.
+    fn owns(&self, plan: &HandlerPlan, partition: u32) -> bool {
+        self.nats.as_ref().is_none_or(|n| {
+            n.owns(partition) || plan.subscribe.iter().any(|t| n.binding(t).is_none())
+        })
     }
 
     /// Stop `handler`'s loops after their current batch; wait for them.
@@ -268,19 +294,39 @@ struct LoopContext {
     runtime: Runtime,
     plan: Arc<HandlerPlan>,
     partition: u32,
+    nats: Option<Arc<Nats>>,
     settings: PipelineConfig,
     shutdown: Arc<AtomicBool>,
     stats: Arc<Stats>,
+}
+
+/// Where one subscribed topic's events come from.
+enum Source {
+    /// The embedded log.
+    Log,
+    /// A JetStream stream.
+    Nats(Box<PartitionReader>),
 }
 
 impl LoopContext {
     fn run(self) -> Result<(), PipelineError> {
         let epoch = self.take_ownership()?;
         let mut cursors = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         for topic in &self.plan.subscribe {
             if self.partition < self.store.partitions(topic)? {
                 let key = keys::cursor(&self.plan.name, topic, self.partition);
-                cursors.insert(topic.clone(), self.store.get_u64(&key)?.unwrap_or(0));
+                let from = self.store.get_u64(&key)?.unwrap_or(0);
+                let source = match self
+                    .nats
+                    .as_ref()
+                    .and_then(|n| n.reader(topic, self.partition, from))
+                {
+                    Some(reader) => Source::Nats(Box::new(reader)),
+                    None => Source::Log,
+                };
+                cursors.insert(topic.clone(), from);
+                sources.insert(topic.clone(), source);
             }
         }
         tracing::debug!(handler = %self.plan.name, partition = self.partition, epoch, ?cursors, "consumer loop started");
@@ -310,18 +356,58 @@ impl LoopContext {
                 committer.replay(queued)?;
                 continue;
             }
-            let mut batch = self.read_batch(&committer.cursors)?;
+            if self.outbox_full() {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let mut batch = Vec::new();
+            self.read_batch(&committer.cursors, &mut sources, &mut batch)?;
             if batch.is_empty() {
-                self.store.wait_for_change(seen, Duration::from_millis(200));
+                match sources.values_mut().find_map(|s| match s {
+                    Source::Nats(r) => Some(r),
+                    Source::Log => None,
+                }) {
+                    Some(reader) => reader.wait(Duration::from_millis(200)),
+                    None => {
+                        self.store.wait_for_change(seen, Duration::from_millis(200));
+                    }
+                }
                 continue;
             }
             if batch.len() < self.settings.batch_size && !linger.is_zero() {
                 std::thread::sleep(linger);
-                batch = self.read_batch(&committer.cursors)?;
+                self.read_batch(&committer.cursors, &mut sources, &mut batch)?;
             }
             committer.process(batch)?;
+            self.record_stream_lag(&sources);
         }
         Ok(())
+    }
+
+    /// Whether a NATS topic this handler emits to has more outputs waiting
+    /// for the relay than its `max_outbox` (the broker is away or slow).
+    fn outbox_full(&self) -> bool {
+        let Some(nats) = &self.nats else {
+            return false;
+        };
+        self.plan.settings.allowed_outputs.iter().any(|topic| {
+            nats.binding(topic).is_some_and(|b| {
+                let full = Nats::outbox_backlog(&self.store, topic) >= b.max_outbox;
+                if full {
+                    tracing::debug!(handler = %self.plan.name, topic, "NATS outbox full; pausing");
+                }
+                full
+            })
+        })
+    }
+
+    fn record_stream_lag(&self, sources: &BTreeMap<String, Source>) {
+        let mut lags = lock(&self.stats.stream_lag);
+        for (topic, source) in sources {
+            if let Source::Nats(reader) = source {
+                lags.insert((topic.clone(), self.partition), reader.lag());
+            }
+        }
     }
 
     /// Bump and persist this partition's fencing epoch: any older loop's
@@ -352,16 +438,30 @@ impl LoopContext {
         Ok(out)
     }
 
-    /// Up to `batch_size` events, taken from the subscribed topics in turn.
+    /// Add up to `batch_size` events to `batch`, taken from the subscribed
+    /// topics in turn, after the events `batch` already holds.
     fn read_batch(
         &self,
         cursors: &BTreeMap<String, u64>,
-    ) -> Result<Vec<crate::event::Event>, PipelineError> {
-        let mut out = Vec::new();
+        sources: &mut BTreeMap<String, Source>,
+        batch: &mut Vec<crate::event::Event>,
+    ) -> Result<(), PipelineError> {
         let share = self.settings.batch_size.div_ceil(cursors.len().max(1));
         for (topic, from) in cursors {
-            out.extend(self.store.read(topic, self.partition, *from, share)?);
+            let have = batch.iter().filter(|e| &e.topic == topic).count();
+            let want = share.saturating_sub(have);
+            match sources.get_mut(topic) {
+                Some(Source::Nats(reader)) => batch.extend(reader.read(want)),
+                _ => {
+                    let from = batch
+                        .iter()
+                        .rev()
+                        .find(|e| &e.topic == topic)
+                        .map_or(*from, |e| e.offset + 1);
+                    batch.extend(self.store.read(topic, self.partition, from, want)?);
+                }
+            }
         }
-        Ok(out)
+        Ok(())
     }
 }
