@@ -138,6 +138,10 @@ pub struct NatsBinding {
     /// is absent.
     #[serde(default = "default_msg_id_header")]
     pub msg_id_header: String,
+    /// Header holding the event's key, if any (NATS messages have no key of
+    /// their own); the handler sees it as the event key.
+    #[serde(default)]
+    pub key_header: Option<String>,
     /// Create the stream (file storage, subjects `subject` with `*` for the
     /// partition) if it does not exist.
     #[serde(default = "default_true")]

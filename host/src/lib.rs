@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod author;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod event;
 pub mod handlers;

@@ -1,5 +1,7 @@
 //! The `weir` binary: parse the command line, set up logging, run.
 
+use std::io::IsTerminal as _;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
@@ -9,6 +11,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a terminal; plain text for log files and collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match weir::cli::run(weir::cli::Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -436,7 +436,12 @@ impl PartitionReader {
             topic: self.topic.clone(),
             partition: self.partition,
             offset: sequence,
-            key: None,
+            key: self
+                .binding
+                .key_header
+                .as_deref()
+                .and_then(|h| crate::event::find_header(&headers, h))
+                .map(str::to_string),
             payload: msg.payload.to_vec(),
             headers,
             timestamp_ms,
@@ -481,6 +486,11 @@ impl Relay {
             };
             match self.publish(&subject, &records).await {
                 Ok(duplicates) => {
+                    crate::clock::failpoint("relay-after-publish");
+                    if duplicates > 0 {
+                        tracing::info!(topic = %self.topic, partition = self.partition, duplicates,
+                            "re-sent outputs the stream already had (dropped by its duplicate window)");
+                    }
                     let write = Write {
                         deletes: records
                             .iter()

@@ -83,11 +83,18 @@ pub struct Host {
     pub port: u16,
     pub child: Option<Child>,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Extra environment of the process (failpoints, an injected clock).
+    pub env: Vec<(String, String)>,
 }
 
 impl Host {
     /// Write `config` (TOML) into `dir` and start serving it.
     pub fn start(dir: &Path, config: &str) -> Self {
+        Self::start_with_env(dir, config, Vec::new())
+    }
+
+    /// [`Host::start`] with extra environment variables.
+    pub fn start_with_env(dir: &Path, config: &str, env: Vec<(String, String)>) -> Self {
         let port = free_port();
         let path = dir.join("weir.toml");
         std::fs::write(&path, config).unwrap();
@@ -97,6 +104,7 @@ impl Host {
             port,
             child: None,
             log: Arc::default(),
+            env,
         };
         host.restart();
         host
@@ -110,6 +118,7 @@ impl Host {
             port: free_port(),
             child: None,
             log: Arc::default(),
+            env: Vec::new(),
         };
         host.restart();
         host
@@ -131,6 +140,7 @@ impl Host {
             .arg("--admin-addr")
             .arg(format!("127.0.0.1:{}", self.port))
             .env("WEIR_LOG", "info,weir::guest=off")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -161,6 +171,29 @@ impl Host {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("weir not ready in time:\n{}", self.log_text());
+    }
+
+    /// Send `signal` (`STOP`, `CONT`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait().unwrap()) {
+            Some(Some(_)) => {
+                self.child = None;
+                true
+            }
+            Some(None) => false,
+            None => true,
+        }
     }
 
     /// SIGKILL the process and reap it.
@@ -341,4 +374,36 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
+pub mod checker;
 pub mod nats;
+
+/// A tmpfs mounted for a test's lifetime (needs root, as CI has).
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(path: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Self(path.to_path_buf())
+    }
+
+    pub fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

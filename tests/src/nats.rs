@@ -143,11 +143,29 @@ impl Js {
     /// Publish `(subject, msg_id, payload)` messages, pipelined, and wait
     /// for every acknowledgement. Errors (broker away) are returned.
     pub fn publish_all(&self, messages: &[(String, String, Vec<u8>)]) -> anyhow::Result<()> {
+        let with_headers: Vec<_> = messages
+            .iter()
+            .map(|(subject, id, payload)| {
+                let headers = vec![("Nats-Msg-Id".to_string(), id.clone())];
+                (subject.clone(), headers, payload.clone())
+            })
+            .collect();
+        self.publish_with_headers(&with_headers)
+    }
+
+    /// [`Js::publish_all`] with any headers: `(subject, headers, payload)`.
+    #[allow(clippy::type_complexity)]
+    pub fn publish_with_headers(
+        &self,
+        messages: &[(String, Vec<(String, String)>, Vec<u8>)],
+    ) -> anyhow::Result<()> {
         self.rt.block_on(async {
             let mut acks = Vec::new();
-            for (subject, id, payload) in messages {
+            for (subject, pairs, payload) in messages {
                 let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", id.as_str());
+                for (k, v) in pairs {
+                    headers.insert(k.as_str(), v.as_str());
+                }
                 acks.push(
                     self.js
                         .publish_with_headers(subject.clone(), headers, payload.clone().into())
@@ -175,6 +193,16 @@ impl Js {
         self.rt.block_on(async {
             let mut s = self.js.get_stream(stream).await.unwrap();
             s.info().await.unwrap().state.messages
+        })
+    }
+
+    /// The sequence of the last message on `subject` in `stream` (0: none).
+    pub fn last_sequence(&self, stream: &str, subject: &str) -> u64 {
+        self.rt.block_on(async {
+            let s = self.js.get_stream(stream).await.unwrap();
+            s.get_last_raw_message_by_subject(subject)
+                .await
+                .map_or(0, |m| m.sequence)
         })
     }
 

@@ -21,6 +21,9 @@ subcommands:
   test [args]    install nats-server if missing, build the guests and the weir binary, run `cargo test --workspace [args]`,
                  then the SDK's and the guests' own tests
   run [args]     build the guests, then serve examples/quickstart (extra args go to `weir serve`)
+  faults [--long]
+                 build the guests and the weir binary, run the fault-injection suite
+                 (tests/faults) and print its table; --long runs many more cycles
   bench [args]   build the guests, then run every benchmark (`cargo bench -p weir [args]`);
                  `--quick` runs a shorter version
   help           show this message";
@@ -48,6 +51,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "test" => test(&repo_root(), rest),
         "run" => run(&repo_root(), rest),
         "bench" => bench(&repo_root(), rest),
+        "faults" => faults(&repo_root(), rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -56,14 +60,20 @@ fn dispatch(args: &[String]) -> Result<()> {
     }
 }
 
-/// Build the guests and the `weir` binary (the end-to-end tests drive it),
-/// then run the root workspace's tests with `extra` args.
-fn test(root: &Path, extra: &[String]) -> Result<()> {
+/// What the end-to-end and fault tests drive: `nats-server`, the guest
+/// components and the `weir` binary.
+fn build_for_e2e(root: &Path) -> Result<()> {
     tools::ensure_nats_server()?;
     guests::build(root)?;
     let mut build = cmd::cargo(root);
     build.args(["build", "-p", "weir", "--bin", "weir"]);
-    cmd::run(&mut build, "cargo build -p weir --bin weir")?;
+    cmd::run(&mut build, "cargo build -p weir --bin weir")
+}
+
+/// Build the guests and the `weir` binary (the end-to-end tests drive it),
+/// then run the root workspace's tests with `extra` args.
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    build_for_e2e(root)?;
     let mut cargo = cmd::cargo(root);
     cargo.args(["test", "--workspace"]).args(extra);
     cmd::run(&mut cargo, "cargo test --workspace")?;
@@ -74,6 +84,25 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         cmd::run(&mut cargo, &format!("cargo test (in {dir}/)"))?;
     }
     Ok(())
+}
+
+/// Build what the fault suite drives, then run it one scenario at a time.
+fn faults(root: &Path, extra: &[String]) -> Result<()> {
+    build_for_e2e(root)?;
+    let long = extra.iter().any(|a| a == "--long");
+    let mut cargo = cmd::cargo(root);
+    cargo
+        .args([
+            "test",
+            "-p",
+            "weir-e2e",
+            "--test",
+            "faults",
+            "--",
+            "--nocapture",
+        ])
+        .env("WEIR_FAULTS", if long { "long" } else { "short" });
+    cmd::run(&mut cargo, "the fault suite")
 }
 
 /// Build the guests, then serve the quickstart example in the foreground.

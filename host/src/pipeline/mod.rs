@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::config::{PipelineConfig, RetryPolicy};
 use crate::metrics::{Histogram, LATENCY_BUCKETS, SIZE_BUCKETS};
@@ -20,12 +20,7 @@ use crate::nats::{Nats, PartitionReader};
 use crate::runtime::{HandlerInstance, HandlerSettings, LoadedComponent, Runtime};
 use crate::store::{Store, StoreError, keys, lock};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use crate::clock::now_ms;
 
 /// A fatal pipeline error: the host stops and recovers on restart.
 #[derive(Debug, thiserror::Error)]
