@@ -479,7 +479,7 @@ impl Handlers {
         let component = self.components.load(&digest)?;
         Ok(HandlerPlan {
             name: name.to_string(),
-            component,
+            code: component.into(),
             settings: HandlerSettings {
                 name: name.to_string(),
                 limits: spec.limits.clone(),

@@ -502,7 +502,10 @@ impl Relay {
                         )],
                         ..Write::default()
                     };
-                    self.store.commit(write, |_| Ok(()))?;
+                    // No need to wait for the flush: if the removal is lost
+                    // in a crash, the outputs are re-sent and dropped by
+                    // the stream's duplicate window.
+                    self.store.apply(write, |_| Ok(()))?;
                     stats
                         .published
                         .fetch_add(records.len() as u64, Ordering::Relaxed);

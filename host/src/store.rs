@@ -1,5 +1,6 @@
 //! The durable store: one sled tree with key prefixes, so that everything a
-//! commit touches lands in one atomic `apply_batch`, followed by one flush.
+//! commit touches lands in one atomic `apply_batch`; a flusher thread then
+//! group-commits (one flush covers every write applied since the last one).
 //!
 //! Owns the keyspace and the embedded log's partition heads. Key layout
 //! (names cannot contain `/`, numbers are big-endian so keys sort by them):
@@ -22,12 +23,13 @@
 //! (retention, the NATS relay) records the floor in the same batch, and the
 //! head is recovered as the larger of the floor and the last record; a
 //! record is readable (the *durable head*) only
-//! after a flush that covers it; any sled error is returned as
+//! after a flush that covers it; sled recovers a prefix of the applied
+//! batches, so a crash loses unflushed writes whole and in order; any sled error is returned as
 //! [`StoreError::Io`] and the caller stops: recovery is a restart.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -72,6 +74,10 @@ pub enum StoreError {
         /// Partitions in the config.
         wanted: u32,
     },
+    /// A flush failed (disk full, I/O error): what was applied since the
+    /// last good flush is not durable, and the store takes no more writes.
+    #[error("store flush failed: {0}; Weir stops and resumes from the last commit on restart")]
+    FlushFailed(String),
     /// Another loop took over this partition (see the fencing epoch).
     #[error(
         "handler `{handler}` partition {partition}: fenced by a newer owner (epoch {current} > {mine})"
@@ -330,12 +336,48 @@ struct Head {
     durable: u64,
 }
 
-/// The store: sled plus the log's partition heads.
+/// Partition heads, shared with the flusher thread.
+type Heads = Arc<Mutex<HashMap<(String, u32), Head>>>;
+
+/// The partition heads one write advanced, and to where.
+type Advanced = Vec<((String, u32), u64)>;
+
+/// Where an applied write stands: flushed (durable) or not yet.
+pub type Ticket = u64;
+
+/// Group commit: writes applied but not yet flushed, and the flusher's
+/// progress. One flush makes every write applied before it durable.
+#[derive(Default)]
+struct Durability {
+    /// Ticket of the last applied write.
+    applied: Ticket,
+    /// Every write up to this ticket is flushed.
+    flushed: Ticket,
+    /// Per applied, unflushed write: the heads it advanced.
+    marks: Vec<Advanced>,
+    /// Why the last flush failed; the store accepts no more writes.
+    failed: Option<String>,
+    /// Set on drop: the flusher flushes what is left and stops.
+    closing: bool,
+}
+
+struct Shared {
+    db: sled::Db,
+    heads: Heads,
+    durability: Mutex<Durability>,
+    /// Wakes the flusher (work to do) and waiters (a flush finished).
+    cv: Condvar,
+    changed: (Mutex<u64>, Condvar),
+}
+
+/// The store: sled plus the log's partition heads, and a flusher thread
+/// that group-commits: it flushes whatever was applied since its last
+/// flush, then makes those writes' records readable.
 pub struct Store {
     db: sled::Db,
     topics: Mutex<HashMap<String, u32>>,
-    heads: Mutex<HashMap<(String, u32), Head>>,
-    changed: (Mutex<u64>, Condvar),
+    shared: Arc<Shared>,
+    flusher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -357,11 +399,25 @@ impl Store {
             .cache_capacity(256 << 20)
             .flush_every_ms(Some(1000))
             .open()?;
+        let shared = Arc::new(Shared {
+            db: db.clone(),
+            heads: Arc::default(),
+            durability: Mutex::new(Durability::default()),
+            cv: Condvar::new(),
+            changed: (Mutex::new(0), Condvar::new()),
+        });
+        let flusher = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("weir-flusher".into())
+                .spawn(move || shared.flush_loop())
+                .map_err(|e| StoreError::Io(sled::Error::Io(e)))?
+        };
         let store = Self {
             db,
             topics: Mutex::new(HashMap::new()),
-            heads: Mutex::new(HashMap::new()),
-            changed: (Mutex::new(0), Condvar::new()),
+            shared,
+            flusher: Some(flusher),
         };
         for item in store.db.scan_prefix(b"t/") {
             let (k, v) = item?;
@@ -373,7 +429,7 @@ impl Store {
     }
 
     fn load_topic(&self, name: &str, partitions: u32) -> Result<()> {
-        let mut heads = lock(&self.heads);
+        let mut heads = lock(&self.shared.heads);
         for p in 0..partitions {
             let last = match self
                 .db
@@ -451,7 +507,7 @@ impl Store {
 
     /// The offset after the last durable record of a partition.
     pub fn durable_head(&self, topic: &str, partition: u32) -> u64 {
-        lock(&self.heads)
+        lock(&self.shared.heads)
             .get(&(topic.to_string(), partition))
             .map_or(0, |h| h.durable)
     }
@@ -526,8 +582,9 @@ impl Store {
             .map(|r| r.map_err(StoreError::from))
     }
 
-    /// Apply `write` atomically, flush it, then make its appended records
-    /// readable. Returns the position of every append, in order.
+    /// Apply `write` atomically, wait until it is flushed, and return the
+    /// position of every append, in order. Its records are readable when
+    /// this returns.
     ///
     /// `check` runs under the append lock just before the write is applied;
     /// an error from it aborts the write (used for fencing).
@@ -536,6 +593,21 @@ impl Store {
         write: Write,
         check: impl FnOnce(&Self) -> Result<()>,
     ) -> Result<Vec<Position>> {
+        let (positions, ticket) = self.apply(write, check)?;
+        self.wait_durable(ticket)?;
+        Ok(positions)
+    }
+
+    /// Apply `write` atomically without waiting for the flush: later reads
+    /// of this process see it; its records become readable, and it becomes
+    /// durable, once the flusher's next flush covers it
+    /// ([`Store::wait_durable`]). A crash before then loses it along with
+    /// every later write (sled recovers a prefix of the applied batches).
+    pub fn apply(
+        &self,
+        write: Write,
+        check: impl FnOnce(&Self) -> Result<()>,
+    ) -> Result<(Vec<Position>, Ticket)> {
         for a in &write.appends {
             self.check_partition(&a.topic, a.partition)?;
         }
@@ -543,52 +615,64 @@ impl Store {
         let mut positions = Vec::with_capacity(write.appends.len());
         // Next offset per touched partition, taken from the heads on first use.
         let mut next: HashMap<(&str, u32), u64> = HashMap::new();
-        {
-            let mut heads = lock(&self.heads);
-            check(self)?;
-            for a in &write.appends {
-                let slot = next
-                    .entry((a.topic.as_str(), a.partition))
-                    .or_insert_with(|| {
-                        heads
-                            .get(&(a.topic.clone(), a.partition))
-                            .map_or(0, |h| h.next)
-                    });
-                let offset = *slot;
-                *slot += 1;
-                batch.insert(keys::log(&a.topic, a.partition, offset), encode(&a.record));
-                positions.push(Position {
-                    partition: a.partition,
-                    offset,
+        let mut heads = lock(&self.shared.heads);
+        if let Some(failed) = &lock(&self.shared.durability).failed {
+            return Err(StoreError::FlushFailed(failed.clone()));
+        }
+        check(self)?;
+        for a in &write.appends {
+            let slot = next
+                .entry((a.topic.as_str(), a.partition))
+                .or_insert_with(|| {
+                    heads
+                        .get(&(a.topic.clone(), a.partition))
+                        .map_or(0, |h| h.next)
                 });
-            }
-            for (k, v) in write.puts {
-                batch.insert(k, v);
-            }
-            for k in write.deletes {
-                batch.remove(k);
-            }
-            self.db.apply_batch(batch)?;
-            for ((topic, partition), n) in &next {
-                heads
-                    .entry((topic.to_string(), *partition))
-                    .or_default()
-                    .next = *n;
-            }
+            let offset = *slot;
+            *slot += 1;
+            batch.insert(keys::log(&a.topic, a.partition, offset), encode(&a.record));
+            positions.push(Position {
+                partition: a.partition,
+                offset,
+            });
         }
-        self.db.flush()?;
-        if !next.is_empty() {
-            let mut heads = lock(&self.heads);
-            for (topic, partition) in next.keys() {
-                if let Some(head) = heads.get_mut(&(topic.to_string(), *partition)) {
-                    // Everything applied before this flush is durable now.
-                    head.durable = head.next;
-                }
-            }
-            drop(heads);
-            self.notify();
+        for (k, v) in write.puts {
+            batch.insert(k, v);
         }
-        Ok(positions)
+        for k in write.deletes {
+            batch.remove(k);
+        }
+        self.db.apply_batch(batch)?;
+        let mut advanced = Vec::with_capacity(next.len());
+        for ((topic, partition), n) in next {
+            let key = (topic.to_string(), partition);
+            heads.entry(key.clone()).or_default().next = n;
+            advanced.push((key, n));
+        }
+        // Tickets are taken under the heads lock: in the order of apply_batch.
+        let mut d = lock(&self.shared.durability);
+        d.applied += 1;
+        let ticket = d.applied;
+        d.marks.push(advanced);
+        drop(d);
+        drop(heads);
+        self.shared.cv.notify_all();
+        Ok((positions, ticket))
+    }
+
+    /// Wait until the write with `ticket` is flushed (durable, its records
+    /// readable).
+    pub fn wait_durable(&self, ticket: Ticket) -> Result<()> {
+        let d = lock(&self.shared.durability);
+        let d = self
+            .shared
+            .cv
+            .wait_while(d, |d| d.flushed < ticket && d.failed.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        match &d.failed {
+            Some(e) if d.flushed < ticket => Err(StoreError::FlushFailed(e.clone())),
+            _ => Ok(()),
+        }
     }
 
     /// Flush everything written so far.
@@ -598,19 +682,17 @@ impl Store {
     }
 
     fn notify(&self) {
-        let (m, cv) = &self.changed;
-        *lock(m) += 1;
-        cv.notify_all();
+        self.shared.notify();
     }
 
     /// A counter that grows whenever new records become readable.
     pub fn generation(&self) -> u64 {
-        *lock(&self.changed.0)
+        *lock(&self.shared.changed.0)
     }
 
     /// Wait until the generation passes `seen` or `timeout` elapses.
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> u64 {
-        let (m, cv) = &self.changed;
+        let (m, cv) = &self.shared.changed;
         let guard = lock(m);
         let (guard, _) = cv
             .wait_timeout_while(guard, timeout, |g| *g == seen)
@@ -679,6 +761,69 @@ impl Store {
         PartitionState {
             store: self.clone(),
             prefix: keys::state_partition(handler, partition),
+        }
+    }
+}
+
+impl Shared {
+    fn notify(&self) {
+        let (m, cv) = &self.changed;
+        *lock(m) += 1;
+        cv.notify_all();
+    }
+
+    /// The flusher: flush whatever was applied since the last flush (one
+    /// fsync for every loop that committed meanwhile), then mark those
+    /// writes durable and their records readable.
+    fn flush_loop(&self) {
+        loop {
+            let (target, marks) = {
+                let d = lock(&self.durability);
+                let mut d = self
+                    .cv
+                    .wait_while(d, |d| d.applied == d.flushed && !d.closing)
+                    .unwrap_or_else(PoisonError::into_inner);
+                if d.applied == d.flushed {
+                    return; // closing, nothing left
+                }
+                (d.applied, std::mem::take(&mut d.marks))
+            };
+            let result = self.db.flush();
+            let mut heads = lock(&self.heads);
+            let mut d = lock(&self.durability);
+            match result {
+                Ok(_) => {
+                    for advanced in &marks {
+                        for (key, n) in advanced {
+                            if let Some(head) = heads.get_mut(key) {
+                                head.durable = head.durable.max(*n);
+                            }
+                        }
+                    }
+                    d.flushed = target;
+                }
+                Err(e) => {
+                    d.failed = Some(e.to_string());
+                }
+            }
+            let stop = d.failed.is_some();
+            drop(d);
+            drop(heads);
+            self.cv.notify_all();
+            self.notify();
+            if stop {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        lock(&self.shared.durability).closing = true;
+        self.shared.cv.notify_all();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
         }
     }
 }
@@ -889,5 +1034,38 @@ mod tests {
         };
         let pos = store.commit(write, |_| Ok(())).unwrap();
         assert_eq!(pos[0].offset, 3);
+    }
+
+    #[test]
+    fn applied_writes_become_readable_once_flushed_and_a_drop_flushes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.ensure_topic("t", 1).unwrap();
+            let mut tickets = Vec::new();
+            for i in 0..3 {
+                let write = Write {
+                    appends: vec![append("t", 0, &format!("e{i}"))],
+                    ..Write::default()
+                };
+                tickets.push(store.apply(write, |_| Ok(())).unwrap().1);
+            }
+            assert!(tickets.windows(2).all(|w| w[0] < w[1]), "{tickets:?}");
+            store.wait_durable(tickets[1]).unwrap();
+            assert!(store.read("t", 0, 0, 10).unwrap().len() >= 2);
+            let more = Write {
+                appends: vec![append("t", 0, "e3")],
+                ..Write::default()
+            };
+            store.apply(more, |_| Ok(())).unwrap();
+        }
+        let store = reopen(dir.path()).expect("store reopens");
+        let ids: Vec<String> = store
+            .read("t", 0, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["e0", "e1", "e2", "e3"]);
     }
 }

@@ -73,13 +73,31 @@ fn rollout_and_rollback_while_events_flow_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start(dir.path(), &config());
     let total = 3000;
+    let published = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
-        s.spawn(|| publish_range(&host, 0, total));
-        std::thread::sleep(Duration::from_millis(150));
+        // A steady flow: 100 events every 10 ms, while the revisions change.
+        s.spawn(|| {
+            for from in (0..total).step_by(100) {
+                publish_range(&host, from, from + 100);
+                published.store(from + 100, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
         let (status, v) = request(&host, "PUT", "/v1/handlers/enrich", Some(spec(&host, "v2")));
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["handler"]["revision"], 2);
-        std::thread::sleep(Duration::from_millis(150));
+        eventually(Duration::from_secs(20), "the new revision to run", || {
+            let v2 = outputs(&host)
+                .into_iter()
+                .flatten()
+                .any(|e| e["payload"]["greeting"] == "v2");
+            v2.then_some(())
+        });
+        assert!(
+            published.load(std::sync::atomic::Ordering::SeqCst) < total,
+            "events still flow at the rollback"
+        );
         let (status, v) = request(&host, "POST", "/v1/handlers/enrich/rollback", None);
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["handler"]["spec"]["config"]["greeting"], "v1");

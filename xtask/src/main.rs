@@ -24,6 +24,8 @@ subcommands:
   faults [--long]
                  build the guests and the weir binary, run the fault-injection suite
                  (tests/faults) and print its table; --long runs many more cycles
+  fuzz [SECS]    run each cargo-fuzz target in fuzz/ for SECS seconds (default 60),
+                 installing cargo-fuzz if missing
   bench [args]   build the guests, then run every benchmark (`cargo bench -p weir [args]`);
                  `--quick` runs a shorter version
   help           show this message";
@@ -52,6 +54,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "run" => run(&repo_root(), rest),
         "bench" => bench(&repo_root(), rest),
         "faults" => faults(&repo_root(), rest),
+        "fuzz" => fuzz(&repo_root(), rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -103,6 +106,34 @@ fn faults(root: &Path, extra: &[String]) -> Result<()> {
         ])
         .env("WEIR_FAULTS", if long { "long" } else { "short" });
     cmd::run(&mut cargo, "the fault suite")
+}
+
+/// Run every fuzz target for a while; a crash stops with its input saved
+/// under `fuzz/artifacts/`.
+fn fuzz(root: &Path, extra: &[String]) -> Result<()> {
+    let secs: u64 = match extra.first() {
+        Some(s) => s
+            .parse()
+            .map_err(|_| anyhow::anyhow!("SECS must be a number, got {s:?}"))?,
+        None => 60,
+    };
+    tools::ensure_cargo_fuzz()?;
+    for target in ["event_decode", "config_parse", "admin_bodies"] {
+        let mut cargo = cmd::foreign_cargo(root);
+        cargo
+            .args([
+                "fuzz",
+                "run",
+                target,
+                "--",
+                &format!("-max_total_time={secs}"),
+            ])
+            // cargo-fuzz passes nightly flags; the pinned stable toolchain
+            // accepts them with RUSTC_BOOTSTRAP.
+            .env("RUSTC_BOOTSTRAP", "1");
+        cmd::run(&mut cargo, &format!("cargo fuzz run {target}"))?;
+    }
+    Ok(())
 }
 
 /// Build the guests, then serve the quickstart example in the foreground.

@@ -31,6 +31,23 @@ pub fn ensure_nats_server() -> Result<()> {
     Ok(())
 }
 
+/// Make sure `cargo fuzz` works; install cargo-fuzz from crates.io if not.
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    let works = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        return Ok(());
+    }
+    eprintln!("cargo-fuzz not found; installing it from crates.io");
+    let mut install = Command::new("cargo");
+    install.args(["install", "cargo-fuzz", "--locked"]);
+    cmd::run(&mut install, "cargo install cargo-fuzz")
+}
+
 fn present(program: &str) -> bool {
     Command::new(program)
         .arg("--version")

@@ -81,7 +81,7 @@ impl AppState {
 
     /// Turn a store error into an API error, stopping the host on I/O errors.
     pub(crate) fn store_error(&self, e: StoreError) -> ApiError {
-        if let (StoreError::Io(_), Some(fatal)) = (&e, &self.fatal) {
+        if let (StoreError::Io(_) | StoreError::FlushFailed(_), Some(fatal)) = (&e, &self.fatal) {
             let _ = fatal.send(PipelineError::Host(format!("while appending events: {e}")));
         }
         e.into()

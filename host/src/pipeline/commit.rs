@@ -11,7 +11,10 @@
 //!    state writes, the outputs (appended to their topics, with deterministic
 //!    IDs and lineage headers), the dead letters and the new source offsets;
 //! 4. applies it only if this loop still holds the partition's fencing
-//!    epoch, and flushes it before any output becomes readable.
+//!    epoch; the store's flusher makes it durable, and only then are its
+//!    outputs readable. The loop goes on with the next batch while the
+//!    flush runs (at most one batch ahead), and one flush covers every loop
+//!    that committed meanwhile (group commit).
 //!
 //! Before sleeping for a retry backoff, the events already processed in the
 //! batch are committed, so a slow poison event never holds finished work
@@ -25,7 +28,7 @@ use std::time::Duration;
 
 use crate::config::RetryPolicy;
 use crate::event::{Event, Output, partition_for};
-use crate::runtime::{HandlerInstance, InvokeError};
+use crate::runtime::InvokeError;
 use crate::store::{Append, DeadLetter, LogRecord, Store, StoreError, Write, encode, keys};
 
 use super::{HandlerPlan, PipelineError, Stats, now_ms};
@@ -50,13 +53,15 @@ pub(crate) struct Committer {
     pub(crate) plan: Arc<HandlerPlan>,
     pub(crate) partition: u32,
     pub(crate) epoch: u64,
-    pub(crate) instance: HandlerInstance,
+    pub(crate) instance: Box<dyn super::Invoke>,
     /// Next offset to read, per subscribed topic.
     pub(crate) cursors: BTreeMap<String, u64>,
     pub(crate) shutdown: Arc<AtomicBool>,
     pub(crate) stats: Arc<Stats>,
     /// Events processed per topic since the last dedup sweep.
     pub(crate) since_sweep: BTreeMap<String, u64>,
+    /// The last batch applied and not yet known to be flushed.
+    pub(crate) unflushed: Option<crate::store::Ticket>,
 }
 
 /// What one batch will write, accumulated event by event.
@@ -272,7 +277,7 @@ impl Committer {
         let epoch_key = keys::epoch(name, self.partition);
         let (mine, partition) = (self.epoch, self.partition);
         let started = std::time::Instant::now();
-        self.store.commit(pending.write, |store| {
+        let (_, ticket) = self.store.apply(pending.write, |store| {
             let current = store.get_u64(&epoch_key)?.unwrap_or(0);
             if current != mine {
                 return Err(StoreError::Fenced {
@@ -284,8 +289,23 @@ impl Committer {
             }
             Ok(())
         })?;
+        // Pipelined group commit: wait for the previous batch's flush, not
+        // this one's, so the next batch runs while this one is flushed. Its
+        // outputs become readable only once flushed; a crash before that
+        // loses this batch whole and it is processed again.
+        if let Some(previous) = self.unflushed.replace(ticket) {
+            self.store.wait_durable(previous)?;
+        }
         self.stats.record_commit(pending.events, started.elapsed());
         self.cursors.extend(pending.cursors);
+        Ok(())
+    }
+
+    /// Wait until everything this loop committed is durable (on shutdown).
+    pub(crate) fn finish(&mut self) -> Result<(), PipelineError> {
+        if let Some(last) = self.unflushed.take() {
+            self.store.wait_durable(last)?;
+        }
         Ok(())
     }
 

@@ -15,9 +15,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::{PipelineConfig, RetryPolicy};
+use crate::event::{Event, Output};
 use crate::metrics::{Histogram, LATENCY_BUCKETS, SIZE_BUCKETS};
 use crate::nats::{Nats, PartitionReader};
-use crate::runtime::{HandlerInstance, HandlerSettings, LoadedComponent, Runtime};
+use crate::runtime::{
+    HandlerInstance, HandlerSettings, InvokeError, LoadedComponent, Runtime, StateWrites,
+};
 use crate::store::{Store, StoreError, keys, lock};
 
 pub use crate::clock::now_ms;
@@ -33,13 +36,66 @@ pub enum PipelineError {
     Host(String),
 }
 
+/// A handler written in Rust and called directly, outside the sandbox: no
+/// limits, no state. The benchmarks measure the sandbox's cost against it;
+/// the host itself only runs components.
+pub type NativeHandler = Arc<dyn Fn(&Event) -> Result<Vec<Output>, InvokeError> + Send + Sync>;
+
+/// What runs a handler's events.
+#[derive(Clone)]
+pub enum HandlerCode {
+    /// A compiled component, run in the sandbox.
+    Component(LoadedComponent),
+    /// Native code (see [`NativeHandler`]).
+    Native(NativeHandler),
+}
+
+impl std::fmt::Debug for HandlerCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Component(c) => f.debug_tuple("Component").field(c).finish(),
+            Self::Native(_) => f.write_str("Native"),
+        }
+    }
+}
+
+impl From<LoadedComponent> for HandlerCode {
+    fn from(component: LoadedComponent) -> Self {
+        Self::Component(component)
+    }
+}
+
+/// Runs one event through a handler; its state writes are taken per batch.
+pub(crate) trait Invoke {
+    fn invoke(&mut self, event: &Event) -> Result<Vec<Output>, InvokeError>;
+    fn take_batch_writes(&mut self) -> StateWrites;
+}
+
+impl Invoke for HandlerInstance {
+    fn invoke(&mut self, event: &Event) -> Result<Vec<Output>, InvokeError> {
+        HandlerInstance::invoke(self, event)
+    }
+    fn take_batch_writes(&mut self) -> StateWrites {
+        HandlerInstance::take_batch_writes(self)
+    }
+}
+
+impl Invoke for NativeHandler {
+    fn invoke(&mut self, event: &Event) -> Result<Vec<Output>, InvokeError> {
+        self(event)
+    }
+    fn take_batch_writes(&mut self) -> StateWrites {
+        StateWrites::new()
+    }
+}
+
 /// Everything a handler's loops need.
 #[derive(Debug, Clone)]
 pub struct HandlerPlan {
     /// Handler name.
     pub name: String,
-    /// The compiled component.
-    pub component: LoadedComponent,
+    /// The component (or native code) that handles events.
+    pub code: HandlerCode,
     /// Limits, outputs and config for the sandbox.
     pub settings: HandlerSettings,
     /// Topics consumed.
@@ -325,13 +381,18 @@ impl LoopContext {
             }
         }
         tracing::debug!(handler = %self.plan.name, partition = self.partition, epoch, ?cursors, "consumer loop started");
-        let reader = Arc::new(self.store.state_reader(&self.plan.name, self.partition));
-        let instance = HandlerInstance::new(
-            &self.runtime,
-            &self.plan.component,
-            self.plan.settings.clone(),
-            reader,
-        );
+        let instance: Box<dyn Invoke> = match &self.plan.code {
+            HandlerCode::Component(component) => {
+                let reader = Arc::new(self.store.state_reader(&self.plan.name, self.partition));
+                Box::new(HandlerInstance::new(
+                    &self.runtime,
+                    component,
+                    self.plan.settings.clone(),
+                    reader,
+                ))
+            }
+            HandlerCode::Native(native) => Box::new(native.clone()),
+        };
         let mut committer = commit::Committer {
             store: self.store.clone(),
             plan: self.plan.clone(),
@@ -342,6 +403,7 @@ impl LoopContext {
             shutdown: self.shutdown.clone(),
             stats: self.stats.clone(),
             since_sweep: BTreeMap::new(),
+            unflushed: None,
         };
         let linger = Duration::from_millis(self.settings.linger_ms);
         while !self.shutdown.load(Ordering::SeqCst) {
@@ -376,7 +438,7 @@ impl LoopContext {
             committer.process(batch)?;
             self.record_stream_lag(&sources);
         }
-        Ok(())
+        committer.finish()
     }
 
     /// Whether a NATS topic this handler emits to has more outputs waiting
@@ -419,7 +481,7 @@ impl LoopContext {
     }
 
     /// Dead letters of this partition queued for replay, oldest first.
-    fn read_replays(&self) -> Result<Vec<(Vec<u8>, crate::event::Event)>, PipelineError> {
+    fn read_replays(&self) -> Result<Vec<(Vec<u8>, Event)>, PipelineError> {
         let prefix = keys::replay_partition(&self.plan.name, self.partition);
         let mut out = Vec::new();
         for item in self
@@ -439,7 +501,7 @@ impl LoopContext {
         &self,
         cursors: &BTreeMap<String, u64>,
         sources: &mut BTreeMap<String, Source>,
-        batch: &mut Vec<crate::event::Event>,
+        batch: &mut Vec<Event>,
     ) -> Result<(), PipelineError> {
         let share = self.settings.batch_size.div_ceil(cursors.len().max(1));
         for (topic, from) in cursors {

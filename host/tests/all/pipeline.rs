@@ -32,7 +32,7 @@ fn plan(f: &Fixture, guest_name: &str, retry: RetryPolicy, deadline_ms: u64) -> 
     let component = components.put(&guest(guest_name)).unwrap();
     HandlerPlan {
         name: "h".into(),
-        component,
+        code: component.into(),
         settings: HandlerSettings {
             name: "h".into(),
             limits: Limits {
