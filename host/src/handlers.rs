@@ -383,6 +383,7 @@ impl Handlers {
     /// Committed offset, head and lag of every partition the handler reads.
     pub fn partitions(&self, name: &str) -> Result<Vec<PartitionStatus>> {
         let record = self.record(name)?;
+        self.store.settle()?;
         let mut out = Vec::new();
         let Some(active) = record.active() else {
             return Ok(out);
@@ -409,6 +410,7 @@ impl Handlers {
     /// The handler's dead letters, oldest position first.
     pub fn dead_letters(&self, name: &str) -> Result<Vec<DeadLetter>> {
         self.record(name)?;
+        self.store.settle()?;
         let mut out = Vec::new();
         for item in self.store.scan_prefix(&keys::dead_handler(name)) {
             let (k, v) = item?;

@@ -468,7 +468,7 @@ impl Relay {
         let mut failures = 0u32;
         loop {
             if !self.nats.streams_ready.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
             let seen = self.store.generation();

@@ -660,6 +660,13 @@ impl Store {
         Ok((positions, ticket))
     }
 
+    /// Wait until every write applied so far is durable: reads made after
+    /// this see only state a crash cannot take back (the admin API's view).
+    pub fn settle(&self) -> Result<()> {
+        let ticket = lock(&self.shared.durability).applied;
+        self.wait_durable(ticket)
+    }
+
     /// Wait until the write with `ticket` is flushed (durable, its records
     /// readable).
     pub fn wait_durable(&self, ticket: Ticket) -> Result<()> {

@@ -307,7 +307,15 @@ fn component(components: &ComponentStore, wasm: &[u8]) -> LoadedComponent {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only throughput,latency,duplicates,nats,footprint`: run some rows.
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_string).collect());
+    let runs = |row: &str| only.as_ref().is_none_or(|o| o.iter().any(|r| r == row));
     let wasm = guest("map");
     let runtime = Runtime::new().expect("runtime");
     let mut results = serde_json::Map::new();
@@ -341,7 +349,7 @@ fn main() {
     let batches: &[usize] = &[1, 10, 100, 1000];
     let parts: &[u32] = if quick { &[1, 2] } else { &[1, 2, 4] };
     let mut rows = Vec::new();
-    for &batch in batches {
+    for &batch in batches.iter().filter(|_| runs("throughput")) {
         for &p in parts {
             let n = match (quick, batch) {
                 (true, 1) => 1_000,
@@ -392,7 +400,7 @@ fn main() {
         "batch", "p50 ms", "p99 ms", "max ms"
     );
     let mut lat_rows = Vec::new();
-    for &batch in batches {
+    for &batch in batches.iter().filter(|_| runs("latency")) {
         let l = latency_row(&runtime, &wasm, rate, secs, batch);
         println!(
             "{batch:>6} | {:>8.2} {:>8.2} {:>8.2}",
@@ -414,7 +422,7 @@ fn main() {
     let n = if quick { 20_000 } else { 100_000 };
     let mut dup_rows = Vec::new();
     let mut unique_eps = 0.0;
-    for share in [0u64, 25, 90] {
+    for share in [0u64, 25, 90].into_iter().filter(|_| runs("duplicates")) {
         let mut rng = fastrand::Rng::with_seed(share);
         let ids: Vec<usize> = (0..n)
             .map(|i| {
@@ -440,19 +448,23 @@ fn main() {
     results.insert("duplicates".into(), Value::Array(dup_rows));
 
     // Row 5: NATS.
-    match nats::run(&runtime, &wasm, if quick { 20_000 } else { 100_000 }) {
-        Ok(v) => {
-            results.insert("nats".into(), v);
+    if runs("nats") {
+        match nats::run(&runtime, &wasm, if quick { 20_000 } else { 100_000 }) {
+            Ok(v) => {
+                results.insert("nats".into(), v);
+            }
+            Err(e) => println!("\n[5] NATS: skipped ({e})"),
         }
-        Err(e) => println!("\n[5] NATS: skipped ({e})"),
     }
 
     // Row 6: footprint.
-    match footprint::run(&wasm, quick) {
-        Ok(v) => {
-            results.insert("footprint".into(), v);
+    if runs("footprint") {
+        match footprint::run(&wasm, quick) {
+            Ok(v) => {
+                results.insert("footprint".into(), v);
+            }
+            Err(e) => println!("\n[6] footprint: skipped ({e})"),
         }
-        Err(e) => println!("\n[6] footprint: skipped ({e})"),
     }
 
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -462,10 +474,13 @@ fn main() {
     let doc = json!({"quick": quick, "results": results});
     std::fs::write(&json_path, serde_json::to_string_pretty(&doc).unwrap()).expect("json");
     let svg = root.join("docs");
-    plot::throughput(&svg.join("bench-throughput.svg"), &rows).expect("plot");
-    plot::latency(&svg.join("bench-latency.svg"), &lat_rows).expect("plot");
-    println!(
-        "\nwrote {}, docs/bench-throughput.svg, docs/bench-latency.svg",
-        json_path.display()
-    );
+    println!("\nwrote {}", json_path.display());
+    if !rows.is_empty() {
+        plot::throughput(&svg.join("bench-throughput.svg"), &rows).expect("plot");
+        println!("wrote docs/bench-throughput.svg");
+    }
+    if !lat_rows.is_empty() {
+        plot::latency(&svg.join("bench-latency.svg"), &lat_rows).expect("plot");
+        println!("wrote docs/bench-latency.svg");
+    }
 }

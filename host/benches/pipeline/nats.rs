@@ -196,10 +196,16 @@ fn weir_row(
     let components = ComponentStore::open(dir.path().join("components"), runtime.clone())
         .map_err(|e| e.to_string())?;
     let code = components.put(wasm).map_err(|e| e.to_string())?.into();
-    let settings = PipelineConfig {
-        batch_size: 100,
-        linger_ms: 0,
-    };
+    // The defaults a user gets (batches of up to 500, 2 ms linger).
+    let settings = PipelineConfig::default();
+    // Like the loop's consumer, Weir's streams are looked up before the clock starts.
+    let ready = Instant::now();
+    while !nats.is_ready() {
+        if ready.elapsed() > Duration::from_secs(30) {
+            return Err("Weir's NATS connection did not become ready".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let start = Instant::now();
     let pipeline = Pipeline::new(store, runtime, settings, tx).with_nats(Some(nats.clone()));
     pipeline.run(super::plan(code)).map_err(|e| e.to_string())?;
@@ -210,13 +216,39 @@ fn weir_row(
         let _guard = rt.enter();
         jetstream::new(client)
     };
+    let stats = pipeline.stats("map");
+    let mut consumed_at = None;
     while rt.block_on(count(&js, "WOUT")) < n as u64 {
+        if consumed_at.is_none()
+            && stats.events.load(std::sync::atomic::Ordering::Relaxed) >= n as u64
+        {
+            consumed_at = Some(start.elapsed());
+        }
         std::thread::sleep(Duration::from_millis(5));
         if start.elapsed() > Duration::from_secs(300) {
             return Err("Weir did not finish in 5 minutes".into());
         }
     }
     let eps = n as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "    (weir: inputs committed after {:?}, outputs relayed after {:?})",
+        consumed_at,
+        start.elapsed()
+    );
+    let commits = stats
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(1);
+    let events = stats.events.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "    (weir: {commits} commits, {:.1} events per batch, {:.2} ms per commit)",
+        events as f64 / commits as f64,
+        stats
+            .commit_micros
+            .load(std::sync::atomic::Ordering::Relaxed) as f64
+            / commits as f64
+            / 1000.0
+    );
     pipeline.shutdown();
     Ok(eps)
 }

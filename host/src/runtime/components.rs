@@ -179,11 +179,14 @@ pub fn inspect(runtime: &Runtime, bytes: &[u8]) -> Result<ComponentInfo, Compone
     })
 }
 
-/// Components stored by content hash, with their compiled artifacts.
+/// Components stored by content hash, with their compiled artifacts, and
+/// the ones loaded so far kept in memory: handlers running the same
+/// component share one compiled copy.
 #[derive(Debug, Clone)]
 pub struct ComponentStore {
     dir: PathBuf,
     runtime: Runtime,
+    loaded: Arc<std::sync::Mutex<std::collections::HashMap<Digest, LoadedComponent>>>,
 }
 
 impl ComponentStore {
@@ -191,13 +194,40 @@ impl ComponentStore {
     pub fn open(dir: impl Into<PathBuf>, runtime: Runtime) -> Result<Self, ComponentError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|source| io_err(&dir, source))?;
-        Ok(Self { dir, runtime })
+        Ok(Self {
+            dir,
+            runtime,
+            loaded: Arc::default(),
+        })
+    }
+
+    fn cached(&self, digest: &Digest) -> Option<LoadedComponent> {
+        crate::store::lock(&self.loaded).get(digest).cloned()
+    }
+
+    fn remember(&self, component: &LoadedComponent) {
+        crate::store::lock(&self.loaded).insert(component.digest.clone(), component.clone());
     }
 
     /// Validate `bytes` against the world, store them and their compiled form,
     /// and return the loaded component. Storing the same bytes twice is a no-op.
     pub fn put(&self, bytes: &[u8]) -> Result<LoadedComponent, ComponentError> {
         let digest = Digest::of(bytes);
+        if let Some(loaded) = self.cached(&digest) {
+            return Ok(loaded);
+        }
+        if self.path(&digest, "wasm").exists()
+            && let Some(component) = self.load_artifact(&digest)
+        {
+            // Stored before, so validated before: the world check is enough.
+            let pre = check_world(&self.runtime, &component)?;
+            let loaded = LoadedComponent {
+                digest,
+                pre: Arc::new(pre),
+            };
+            self.remember(&loaded);
+            return Ok(loaded);
+        }
         let component = compile(&self.runtime, bytes)?;
         let pre = check_world(&self.runtime, &component)?;
         let wasm = self.path(&digest, "wasm");
@@ -205,14 +235,19 @@ impl ComponentStore {
             write_atomic(&wasm, bytes)?;
         }
         self.write_artifact(&digest, &component)?;
-        Ok(LoadedComponent {
+        let loaded = LoadedComponent {
             digest,
             pre: Arc::new(pre),
-        })
+        };
+        self.remember(&loaded);
+        Ok(loaded)
     }
 
     /// Load a stored component, from its compiled artifact when possible.
     pub fn load(&self, digest: &Digest) -> Result<LoadedComponent, ComponentError> {
+        if let Some(loaded) = self.cached(digest) {
+            return Ok(loaded);
+        }
         let component = match self.load_artifact(digest) {
             Some(component) => component,
             None => {
@@ -227,10 +262,12 @@ impl ComponentStore {
             }
         };
         let pre = check_world(&self.runtime, &component)?;
-        Ok(LoadedComponent {
+        let loaded = LoadedComponent {
             digest: digest.clone(),
             pre: Arc::new(pre),
-        })
+        };
+        self.remember(&loaded);
+        Ok(loaded)
     }
 
     /// Digests and sizes of every stored component.

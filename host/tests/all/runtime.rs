@@ -354,6 +354,7 @@ fn components_are_stored_by_hash_and_the_compiled_form_survives_a_restart() {
         .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .unwrap();
     std::fs::write(&cwasm, b"garbage").unwrap();
+    let store = ComponentStore::open(dir.path(), runtime.clone()).unwrap();
     store.load(&digest).unwrap();
     assert!(std::fs::metadata(&cwasm).unwrap().len() > 100);
 
