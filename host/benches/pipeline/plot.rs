@@ -41,6 +41,7 @@ pub fn throughput(path: &Path, rows: &[Value]) -> Result<(), Box<dyn std::error:
         .configure_mesh()
         .x_desc("batch size")
         .y_desc("events/s")
+        .y_label_formatter(&|y| format!("{:.0}k", y / 1000.0))
         .x_label_formatter(&|x| format!("{:.0}", 10f64.powf(*x)))
         .x_labels(4)
         .draw()?;
@@ -93,11 +94,11 @@ pub fn latency(path: &Path, rows: &[Value]) -> Result<(), Box<dyn std::error::Er
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d(-0.2f64..3.2f64, 0f64..top * 1.2)?;
+        .build_cartesian_2d(-0.2f64..3.2f64, (0.1f64..top * 2.0).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("batch size (maximum)")
-        .y_desc("ms")
+        .y_desc("ms (log scale)")
         .x_label_formatter(&|x| format!("{:.0}", 10f64.powf(*x)))
         .x_labels(4)
         .draw()?;
