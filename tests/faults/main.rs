@@ -251,8 +251,8 @@ fn drain(settled: &dyn Fn() -> bool, outputs_now: &dyn Fn() -> u64) {
 fn log_drain(host: &Host) {
     let settled = || {
         ["chaos", "map"].iter().all(|h| {
-            host.get(&format!("/v1/handlers/{h}"))["lag"]
-                .as_u64()
+            host.try_get(&format!("/v1/handlers/{h}"))
+                .and_then(|s| s["lag"].as_u64())
                 .is_some_and(|lag| lag == 0)
         })
     };
@@ -268,7 +268,10 @@ fn nats_settled(host: &Host, js: &Js) -> bool {
         .map(|p| js.last_sequence("IN", &format!("in.{p}")))
         .collect();
     ["chaos", "map"].iter().all(|h| {
-        let status = host.get(&format!("/v1/handlers/{h}"));
+        // The host may be restarting (the relay scenario crashes it).
+        let Some(status) = host.try_get(&format!("/v1/handlers/{h}")) else {
+            return false;
+        };
         status["partitions"].as_array().is_some_and(|parts| {
             parts.iter().all(|part| {
                 let p = part["partition"].as_u64().unwrap() as usize;

@@ -306,6 +306,17 @@ impl Host {
         (status, r.body_mut().read_to_string().unwrap())
     }
 
+    /// GET `path` as JSON; `None` if the host does not answer (it may be
+    /// restarting).
+    pub fn try_get(&self, path: &str) -> Option<Value> {
+        let mut response = self
+            .client()
+            .get(&format!("{}{path}", self.base()))
+            .call()
+            .ok()?;
+        response.body_mut().read_json().ok()
+    }
+
     pub fn get(&self, path: &str) -> Value {
         let mut response = self
             .client()
