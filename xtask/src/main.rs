@@ -156,7 +156,9 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     tools::ensure_nats_server()?;
     guests::build(root)?;
     let mut cargo = cmd::cargo(root);
-    cargo.args(["bench", "-p", "weir", "--benches", "--"]).args(extra);
+    cargo
+        .args(["bench", "-p", "weir", "--benches", "--"])
+        .args(extra);
     cmd::run(&mut cargo, "cargo bench -p weir")
 }
 
