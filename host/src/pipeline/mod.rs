@@ -1,10 +1,13 @@
 //! The consumer loops: one thread per (handler, partition), each owning its
 //! partition through a fencing epoch, reading batches from the embedded log
-//! and handing them to the commit protocol ([`commit`]).
+//! or a NATS stream ([`crate::nats`]) and handing them to the commit
+//! protocol ([`commit`]), which runs the handler: a component in the
+//! sandbox, or native code ([`HandlerCode`]).
 //!
-//! Owns loop scheduling (batch size, linger, wake-ups), start-up recovery
-//! (resume from committed offsets), graceful shutdown (finish the batch in
-//! hand, then stop) and the report of fatal errors to the host.
+//! Owns loop scheduling (batch size, linger, wake-ups, backpressure from a
+//! full NATS outbox), start-up recovery (resume from committed offsets),
+//! graceful shutdown (finish the batch in hand, wait for its flush, then
+//! stop) and the report of fatal errors to the host.
 
 pub mod commit;
 
