@@ -350,6 +350,15 @@ impl Handlers {
             .active()
             .map(|r| r.spec.clone())
             .ok_or_else(|| HandlerError::NotFound(name.to_string()))?;
+        if let Some(topic) = spec
+            .subscribe
+            .iter()
+            .find(|t| self.pipeline.is_nats_topic(t))
+        {
+            return Err(HandlerError::InvalidSpec(format!(
+                "rewind is not supported on `{topic}`, which is read from NATS: its position is a stream sequence; create a new consumer handler or replay dead letters instead"
+            )));
+        }
         let was_running = self.pipeline.stop(name);
         let mut write = Write::default();
         for topic in &spec.subscribe {
@@ -394,7 +403,18 @@ impl Handlers {
                     .store
                     .get_u64(&keys::cursor(name, topic, p))?
                     .unwrap_or(0);
-                let head = self.store.durable_head(topic, p);
+                let head = if self.pipeline.is_nats_topic(topic) {
+                    // The position is a stream sequence; the stream's count
+                    // of unread messages, as of the last one read, is the lag.
+                    let stats = self.pipeline.stats(name);
+                    let lag = crate::store::lock(&stats.stream_lag)
+                        .get(&(topic.clone(), p))
+                        .copied()
+                        .unwrap_or(0);
+                    committed + lag
+                } else {
+                    self.store.durable_head(topic, p)
+                };
                 out.push(PartitionStatus {
                     topic: topic.clone(),
                     partition: p,

@@ -476,46 +476,49 @@ impl Relay {
             let records = self
                 .store
                 .read(&self.topic, self.partition, from, RELAY_BATCH)?;
-            let Some(last) = records.last().map(|r| r.offset) else {
+            if records.is_empty() {
                 let store = self.store.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     store.wait_for_change(seen, Duration::from_millis(200))
                 })
                 .await;
                 continue;
-            };
-            match self.publish(&subject, &records).await {
-                Ok(duplicates) => {
-                    crate::clock::failpoint("relay-after-publish");
-                    if duplicates > 0 {
-                        tracing::info!(topic = %self.topic, partition = self.partition, duplicates,
-                            "re-sent outputs the stream already had (dropped by its duplicate window)");
-                    }
-                    let write = Write {
-                        deletes: records
-                            .iter()
-                            .map(|r| keys::log(&self.topic, self.partition, r.offset))
-                            .collect(),
-                        puts: vec![(
-                            keys::floor(&self.topic, self.partition),
-                            (last + 1).to_be_bytes().to_vec(),
-                        )],
-                        ..Write::default()
-                    };
-                    // No need to wait for the flush: if the removal is lost
-                    // in a crash, the outputs are re-sent and dropped by
-                    // the stream's duplicate window.
-                    self.store.apply(write, |_| Ok(()))?;
-                    stats
-                        .published
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
-                    stats.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+            }
+            let (acked, duplicates, error) = self.publish(&subject, &records).await;
+            if acked > 0 {
+                crate::clock::failpoint("relay-after-publish");
+                if duplicates > 0 {
+                    tracing::info!(topic = %self.topic, partition = self.partition, duplicates,
+                        "re-sent outputs the stream already had (dropped by its duplicate window)");
+                }
+                // Remove what the stream acknowledged, even when a later
+                // publish failed: a prefix re-sent after a long outage would
+                // fall outside the duplicate window. No need to wait for the
+                // flush: a removal lost in a crash is a re-send the window drops.
+                let done = &records[..acked];
+                let write = Write {
+                    deletes: done
+                        .iter()
+                        .map(|r| keys::log(&self.topic, self.partition, r.offset))
+                        .collect(),
+                    puts: vec![(
+                        keys::floor(&self.topic, self.partition),
+                        (done[acked - 1].offset + 1).to_be_bytes().to_vec(),
+                    )],
+                    ..Write::default()
+                };
+                self.store.apply(write, |_| Ok(()))?;
+                stats.published.fetch_add(acked as u64, Ordering::Relaxed);
+                stats.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+            }
+            match error {
+                None => {
                     if failures > 0 {
                         tracing::info!(topic = %self.topic, partition = self.partition, "NATS relay resumed");
                     }
                     failures = 0;
                 }
-                Err(e) => {
+                Some(e) => {
                     failures += 1;
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     if failures == 1 || failures.is_multiple_of(20) {
@@ -531,7 +534,7 @@ impl Relay {
     }
 
     /// Publish `records` in order, each after the previous one's
-    /// acknowledgement. Returns how many the stream reported as duplicates.
+    /// acknowledgement.
     ///
     /// One at a time, because pipelined publishes can be stored out of
     /// order: when the connection drops, what was on the wire is lost while
@@ -539,9 +542,11 @@ impl Relay {
     /// the retry of the lost part (the fault suite's broker restarts found
     /// it). With one message in flight the stored outputs are always a
     /// prefix of the outbox.
-    async fn publish(&self, subject: &str, records: &[Event]) -> Result<u64, String> {
+    /// Returns how many were acknowledged, how many of those the stream
+    /// reported as duplicates, and the error that stopped it, if any.
+    async fn publish(&self, subject: &str, records: &[Event]) -> (usize, u64, Option<String>) {
         let mut duplicates = 0;
-        for r in records {
+        for (acked, r) in records.iter().enumerate() {
             let mut headers = HeaderMap::new();
             for (name, value) in &r.headers {
                 if name.to_ascii_lowercase().starts_with("nats-") {
@@ -554,16 +559,21 @@ impl Relay {
                 }
             }
             headers.insert("Nats-Msg-Id", r.id.as_str());
-            let ack = self
+            let published = self
                 .nats
                 .js
                 .publish_with_headers(subject.to_string(), headers, r.payload.clone().into())
-                .await
-                .map_err(|e| e.to_string())?;
-            if ack.await.map_err(|e| e.to_string())?.duplicate {
-                duplicates += 1;
+                .await;
+            let ack = match published {
+                Ok(future) => future.await,
+                Err(e) => return (acked, duplicates, Some(e.to_string())),
+            };
+            match ack {
+                Ok(ack) if ack.duplicate => duplicates += 1,
+                Ok(_) => {}
+                Err(e) => return (acked, duplicates, Some(e.to_string())),
             }
         }
-        Ok(duplicates)
+        (records.len(), duplicates, None)
     }
 }

@@ -293,6 +293,16 @@ fn unreachable_broker_at_startup_is_reported_and_retried() {
     js.publish_acked(&(0..30).map(message).collect::<Vec<_>>());
     let inputs = js.read_all("IN");
     check_outputs(&js, &inputs);
+    // Rewind is refused on a topic read from NATS (its position is a
+    // stream sequence), with the reason.
+    let mut r = host
+        .client()
+        .post(&format!("{}/v1/handlers/enrich/rewind", host.base()))
+        .send_json(serde_json::json!({"to": "earliest"}))
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.body_mut().read_to_string().unwrap();
+    assert!(body.contains("read from NATS"), "{body}");
     // The event API refuses a topic that is read from NATS.
     let (status, body) = host
         .publish("in", &[r#"{"id":"x","payload":{}}"#.into()])

@@ -316,6 +316,13 @@ impl Pipeline {
         true
     }
 
+    /// Whether `topic` is read from NATS rather than the embedded log.
+    pub fn is_nats_topic(&self, topic: &str) -> bool {
+        self.nats
+            .as_ref()
+            .is_some_and(|n| n.binding(topic).is_some())
+    }
+
     /// Whether `handler` has loops running.
     pub fn is_running(&self, handler: &str) -> bool {
         lock(&self.running).contains_key(handler)
