@@ -41,6 +41,18 @@ const RELAY_BATCH: usize = 512;
 /// Longest pause between retries against an unreachable broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The pause after `failures` failures in a row: 200 ms doubling to
+/// [`MAX_BACKOFF`].
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100 * 2u64.pow(failures.clamp(1, 6))).min(MAX_BACKOFF)
+}
+
+/// Whether failure number `failures` of a streak is logged: the first, and
+/// every `every`th after it, so an outage does not flood the log.
+fn worth_logging(failures: u32, every: u32) -> bool {
+    failures == 1 || failures.is_multiple_of(every)
+}
+
 /// Relay counters of one bound topic.
 #[derive(Debug, Default)]
 pub struct RelayStats {
@@ -95,7 +107,7 @@ impl Nats {
             .max_reconnects(None)
             .require_tls(config.tls_required)
             .reconnect_delay_callback(|attempts| {
-                Duration::from_millis(100 * 2u64.pow(attempts.min(6) as u32)).min(MAX_BACKOFF)
+                backoff(u32::try_from(attempts).unwrap_or(u32::MAX))
             })
             .event_callback(|event| async move {
                 match event {
@@ -185,7 +197,6 @@ impl Nats {
     /// Look up (or create) every bound stream, retrying with backoff until
     /// the server answers; then mark the connection ready.
     pub async fn prepare_streams(self: Arc<Self>) {
-        let mut delay = Duration::from_millis(200);
         let mut failures = 0u32;
         loop {
             match self.ensure_streams().await {
@@ -196,12 +207,11 @@ impl Nats {
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures.is_multiple_of(10) {
+                    if worth_logging(failures, 10) {
                         tracing::warn!(urls = %self.urls, error = %e,
                             "NATS JetStream is not reachable yet; retrying (bound topics wait and /readyz reports not ready until it answers)");
                     }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(backoff(failures)).await;
                 }
             }
         }
@@ -402,12 +412,11 @@ impl PartitionReader {
     fn fail(&mut self, error: &str) {
         self.messages = None;
         self.failures += 1;
-        if self.failures == 1 || self.failures.is_multiple_of(20) {
+        if worth_logging(self.failures, 20) {
             tracing::warn!(topic = %self.topic, partition = self.partition, error, from = self.next,
                 "NATS consumer interrupted; resuming from the last position read");
         }
-        let backoff = Duration::from_millis(100 * 2u64.pow(self.failures.min(6)));
-        self.retry_at = Some(Instant::now() + backoff.min(MAX_BACKOFF));
+        self.retry_at = Some(Instant::now() + backoff(self.failures));
     }
 
     fn accept(&mut self, msg: jetstream::Message) {
@@ -521,13 +530,12 @@ impl Relay {
                 Some(e) => {
                     failures += 1;
                     stats.failures.fetch_add(1, Ordering::Relaxed);
-                    if failures == 1 || failures.is_multiple_of(20) {
+                    if worth_logging(failures, 20) {
                         tracing::warn!(topic = %self.topic, partition = self.partition, error = %e,
                             backlog = Nats::outbox_backlog(&self.store, &self.topic),
                             "NATS relay cannot publish; the outbox holds the outputs and is retried");
                     }
-                    let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-                    tokio::time::sleep(backoff.min(MAX_BACKOFF)).await;
+                    tokio::time::sleep(backoff(failures)).await;
                 }
             }
         }

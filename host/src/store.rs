@@ -336,9 +336,6 @@ struct Head {
     durable: u64,
 }
 
-/// Partition heads, shared with the flusher thread.
-type Heads = Arc<Mutex<HashMap<(String, u32), Head>>>;
-
 /// The partition heads one write advanced, and to where.
 type Advanced = Vec<((String, u32), u64)>;
 
@@ -363,7 +360,8 @@ struct Durability {
 
 struct Shared {
     db: sled::Db,
-    heads: Heads,
+    /// Partition heads: the store assigns offsets, the flusher makes them durable.
+    heads: Mutex<HashMap<(String, u32), Head>>,
     durability: Mutex<Durability>,
     /// Wakes the flusher (work to do) and waiters (a flush finished).
     cv: Condvar,
@@ -401,7 +399,7 @@ impl Store {
             .open()?;
         let shared = Arc::new(Shared {
             db: db.clone(),
-            heads: Arc::default(),
+            heads: Mutex::new(HashMap::new()),
             durability: Mutex::new(Durability::default()),
             cv: Condvar::new(),
             changed: (Mutex::new(0), Condvar::new()),

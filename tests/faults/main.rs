@@ -23,9 +23,6 @@ use weir_e2e::{Host, Tmpfs, eventually, guest, header};
 const PARTITIONS: u32 = 3;
 const PRODUCERS: usize = 3;
 
-/// Scenarios share two cores: run them one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 struct Mode {
     /// Faults injected per scenario.
     cycles: u64,
@@ -305,7 +302,7 @@ fn count_of(payload: &Value) -> Option<(String, u64)> {
 }
 
 /// Inputs, per handler expectation, from the embedded log.
-fn log_inputs(host: &Host, dead: fn(&Value) -> bool) -> Vec<Input> {
+fn log_inputs(host: &Host, dead: MustDeadLetter) -> Vec<Input> {
     let mut inputs = Vec::new();
     for (p, events) in host.read_all("in").into_iter().enumerate() {
         for e in events {
@@ -340,7 +337,7 @@ fn partition_of(subject: &str) -> u32 {
     subject.rsplit('.').next().unwrap().parse().unwrap()
 }
 
-fn stream_inputs(messages: &[StreamMessage], dead: fn(&Value) -> bool) -> Vec<Input> {
+fn stream_inputs(messages: &[StreamMessage], dead: MustDeadLetter) -> Vec<Input> {
     messages
         .iter()
         .map(|m| {
@@ -384,25 +381,40 @@ fn verdict(reports: &[Report]) {
     }
 }
 
+/// Whether a handler must dead-letter an input with this payload.
+type MustDeadLetter = fn(&Value) -> bool;
+
+/// The handlers under check: name, output topic (its stream is the name in
+/// capitals), and which inputs it must dead-letter.
+const HANDLERS: [(&str, &str, MustDeadLetter); 2] =
+    [("chaos", "out", chaos_dead), ("map", "enriched", map_dead)];
+
+/// One report per handler; `observe(topic, dead)` gives the inputs, the
+/// outputs on `topic` and the re-sends the sink dropped.
+fn reports(
+    scenario: &str,
+    cycles: u64,
+    host: &Host,
+    acked: &HashSet<String>,
+    observe: impl Fn(&str, MustDeadLetter) -> (Vec<Input>, Vec<Output>, u64),
+) -> Vec<Report> {
+    HANDLERS
+        .iter()
+        .map(|&(handler, topic, dead)| {
+            let (inputs, outputs, resent) = observe(topic, dead);
+            let mut r = checker::check(acked, &inputs, &outputs, &dead_ids(host, handler), resent);
+            r.scenario = scenario.into();
+            r.handler = handler.into();
+            r.cycles = cycles;
+            r
+        })
+        .collect()
+}
+
 fn log_reports(scenario: &str, cycles: u64, host: &Host, acked: &HashSet<String>) -> Vec<Report> {
-    let mut reports = Vec::new();
-    for (handler, topic, dead) in [
-        ("chaos", "out", chaos_dead as fn(&Value) -> bool),
-        ("map", "enriched", map_dead),
-    ] {
-        let mut r = checker::check(
-            acked,
-            &log_inputs(host, dead),
-            &log_outputs(host, topic),
-            &dead_ids(host, handler),
-            0,
-        );
-        r.scenario = scenario.into();
-        r.handler = handler.into();
-        r.cycles = cycles;
-        reports.push(r);
-    }
-    reports
+    reports(scenario, cycles, host, acked, |topic, dead| {
+        (log_inputs(host, dead), log_outputs(host, topic), 0)
+    })
 }
 
 fn nats_reports(
@@ -428,24 +440,20 @@ fn nats_reports(
             })
             .sum()
     };
-    let mut reports = Vec::new();
-    for (handler, stream, topic, dead) in [
-        ("chaos", "OUT", "out", chaos_dead as fn(&Value) -> bool),
-        ("map", "ENRICHED", "enriched", map_dead),
-    ] {
-        let mut r = checker::check(
-            acked,
-            &stream_inputs(&inputs, dead),
-            &stream_outputs(&js.read_all(stream)),
-            &dead_ids(host, handler),
+    reports(scenario, cycles, host, acked, |topic, dead| {
+        let outputs = js.read_all(&topic.to_uppercase());
+        (
+            stream_inputs(&inputs, dead),
+            stream_outputs(&outputs),
             resent(topic),
-        );
-        r.scenario = scenario.into();
-        r.handler = handler.into();
-        r.cycles = cycles;
-        reports.push(r);
-    }
-    reports
+        )
+    })
+}
+
+/// Scenarios share two cores: run them one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -467,7 +475,7 @@ fn while_producing(
 
 #[test]
 fn sigkill_at_random_moments() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let m = mode();
     let dir = tempfile::tempdir().unwrap();
     let mut host = Host::start(dir.path(), &config(None));
@@ -484,7 +492,7 @@ fn sigkill_at_random_moments() {
 
 #[test]
 fn zombie_host_is_fenced_off_its_data_directory() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let m = mode();
     let dir = tempfile::tempdir().unwrap();
     let mut host = Host::start(dir.path(), &config(None));
@@ -551,7 +559,7 @@ fn wait_with_timeout(
 
 #[test]
 fn clock_jumps_forwards_and_backwards() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let m = mode();
     let dir = tempfile::tempdir().unwrap();
     let clock = dir.path().join("clock-offset-ms");
@@ -588,7 +596,7 @@ fn clock_jumps_forwards_and_backwards() {
 fn handlers_that_trap_loop_and_exhaust_memory_in_normal_traffic() {
     // Every scenario mixes chaos in (about 4 % of events); this one has
     // no other fault, so any anomaly is the sandbox's.
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let m = mode();
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start(dir.path(), &config(None));
@@ -602,7 +610,7 @@ fn handlers_that_trap_loop_and_exhaust_memory_in_normal_traffic() {
 
 #[test]
 fn disk_full_then_space_returns() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let m = mode();
     let dir = tempfile::tempdir().unwrap();
     let disk = Tmpfs::mount(&dir.path().join("data"), "96m");
@@ -682,7 +690,7 @@ fn nats_world() -> (NatsServer, Arc<Js>) {
 
 #[test]
 fn relay_killed_between_publish_and_outbox_removal() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let m = mode();
     let (server, js) = nats_world();
     let dir = tempfile::tempdir().unwrap();
@@ -746,7 +754,7 @@ fn host_metric(host: &Host, name: &str) -> u64 {
 
 #[test]
 fn broker_restarts_and_is_unreachable_for_seconds() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let m = mode();
     let (mut server, js) = nats_world();
     let dir = tempfile::tempdir().unwrap();
@@ -779,7 +787,7 @@ fn broker_restarts_and_is_unreachable_for_seconds() {
 
 #[test]
 fn mixed_faults_on_nats() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let m = mode();
     let (mut server, js) = nats_world();
     let dir = tempfile::tempdir().unwrap();

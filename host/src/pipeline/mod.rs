@@ -297,9 +297,8 @@ impl Pipeline {
     /// every topic it reads is bound to NATS and `nats.partitions` leaves
     /// the partition to another host.
     fn owns(&self, plan: &HandlerPlan, partition: u32) -> bool {
-        self.nats.as_ref().is_none_or(|n| {
-            n.owns(partition) || plan.subscribe.iter().any(|t| n.binding(t).is_none())
-        })
+        self.nats.as_ref().is_none_or(|n| n.owns(partition))
+            || plan.subscribe.iter().any(|t| !self.is_nats_topic(t))
     }
 
     /// Stop `handler`'s loops after their current batch; wait for them.
