@@ -6,17 +6,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::admin::events::{parse_events, to_record};
-use crate::event::Event;
+use crate::event::{Event, payload_view};
 use crate::runtime::{
-    HandlerInstance, HandlerSettings, Limits, LoadedComponent, Runtime, StateError, StateReader,
-    inspect,
+    HandlerInstance, HandlerSettings, Limits, LoadedComponent, MemState, Runtime, inspect,
 };
 
 /// Which template `weir new` starts from.
@@ -190,27 +188,12 @@ pub struct RunOptions {
     pub limits: Limits,
 }
 
-#[derive(Default, Clone)]
-struct MemState(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
-
-impl StateReader for MemState {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned())
-    }
-}
-
+/// `(field, value)` of a payload in `weir run`'s output: `payload` when
+/// it is JSON, else `payload_base64`.
 fn payload_json(bytes: &[u8]) -> (&'static str, Value) {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(v) => ("payload", v),
-        Err(_) => (
-            "payload_base64",
-            json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
-        ),
+    match payload_view(bytes) {
+        (Some(v), _) => ("payload", v),
+        (None, b64) => ("payload_base64", json!(b64)),
     }
 }
 
@@ -241,7 +224,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut instance =
         HandlerInstance::new(&runtime, &component, settings, Arc::new(state.clone()));
     let (mut seen, mut outputs, mut errors, mut duplicates) = (HashSet::new(), 0, 0, 0);
-    let now = crate::pipeline::now_ms();
+    let now = crate::clock::now_ms();
     for (offset, e) in incoming.into_iter().enumerate() {
         let record =
             to_record(e, now).map_err(|m| anyhow::anyhow!("{}: {m}", opts.events.display()))?;
@@ -253,13 +236,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         match instance.invoke(&event) {
             Ok(outs) => {
-                let mut committed = state.0.lock().unwrap_or_else(PoisonError::into_inner);
-                for (k, v) in instance.take_batch_writes() {
-                    match v {
-                        Some(v) => committed.insert(k, v),
-                        None => committed.remove(&k),
-                    };
-                }
+                state.apply(instance.take_batch_writes());
                 for (i, o) in outs.into_iter().enumerate() {
                     let (field, payload) = payload_json(&o.payload);
                     let line = json!({"input": event.id, "index": i, "topic": o.topic, "key": o.key, "headers": o.headers, field: payload});
@@ -278,7 +255,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
     }
-    let committed = state.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let committed = state.snapshot();
     let shown: BTreeMap<&String, Value> = committed
         .iter()
         .map(|(k, v)| (k, payload_json(v).1))

@@ -1,4 +1,4 @@
-//! The host's wall clock, and the fault-injection hooks of the fault suite.
+//! The host's wall clock.
 //!
 //! Every wall-clock read of the host goes through [`now_ms`] (record
 //! timestamps, dead-letter times, retention). Nothing that decides
@@ -7,12 +7,7 @@
 //! `WEIR_CLOCK_OFFSET_FILE` names a file holding a signed offset in
 //! milliseconds, re-read at most every 50 ms, so a test can jump the clock
 //! forwards and backwards while the host runs.
-//!
-//! [`failpoint`] lets a test crash the host at an exact point:
-//! `WEIR_FAILPOINTS=name=probability[,name=probability]` makes
-//! `failpoint(name)` abort the process with that probability.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -51,26 +46,4 @@ fn offset_ms() -> i64 {
         }
     }
     OFFSET.load(Ordering::Relaxed)
-}
-
-/// Abort the process here with the probability `WEIR_FAILPOINTS` gives
-/// `name` (never when it is unset): a crash at an exact point, for tests.
-pub fn failpoint(name: &str) {
-    static POINTS: OnceLock<HashMap<String, f64>> = OnceLock::new();
-    let points = POINTS.get_or_init(|| {
-        std::env::var("WEIR_FAILPOINTS")
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|p| {
-                let (name, p) = p.split_once('=')?;
-                Some((name.trim().to_string(), p.trim().parse().ok()?))
-            })
-            .collect()
-    });
-    if let Some(&p) = points.get(name)
-        && fastrand::f64() < p
-    {
-        tracing::error!(failpoint = name, "failpoint hit: aborting");
-        std::process::abort();
-    }
 }

@@ -63,6 +63,20 @@ pub fn partition_for(key: &str, partitions: u32) -> u32 {
     crc32fast::hash(key.as_bytes()) % partitions.max(1)
 }
 
+/// A payload as it is shown to people and JSON clients: the JSON value when
+/// the bytes are JSON, else the bytes in base64. Returns `(json, base64)`,
+/// exactly one of them `Some`.
+pub fn payload_view(bytes: &[u8]) -> (Option<serde_json::Value>, Option<String>) {
+    use base64::Engine as _;
+    match serde_json::from_slice(bytes) {
+        Ok(v) => (Some(v), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,17 +6,22 @@
 //! finishes and commits its batch before the change lands (a revision switch
 //! happens at a batch boundary; cursors, dedup marks and state belong to the
 //! handler name and carry over, so nothing is lost or processed twice across
-//! it). Operations on handlers are serialised by one lock.
+//! it). Changes to a handler's record and loops (deploy, roll back, pause,
+//! resume, delete, rewind) are serialised by one lock; reads, and queueing
+//! or purging dead letters, do not take it: they are single atomic writes
+//! to keys the loops only add to.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HandlerConfig, RetryPolicy, check_name};
+use crate::clock::now_ms;
+pub use crate::config::HandlerSpec;
+use crate::config::check_name;
 use crate::event::Event;
-use crate::pipeline::{HandlerPlan, Pipeline, PipelineError, now_ms};
-use crate::runtime::{ComponentError, ComponentStore, Digest, HandlerSettings, Limits};
+use crate::fatal::Fatal;
+use crate::pipeline::{HandlerPlan, Pipeline};
+use crate::runtime::{ComponentError, ComponentStore, Digest, HandlerSettings};
 use crate::store::{DeadLetter, Store, StoreError, Write, decode, encode, keys};
 
 /// Why a handler operation failed.
@@ -44,51 +49,7 @@ pub enum HandlerError {
     Store(#[from] StoreError),
     /// Loops could not be started.
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
-}
-
-/// What a handler runs and how, as deployed through the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HandlerSpec {
-    /// Digest of an uploaded component (`sha256:...`).
-    pub component: String,
-    /// Topics consumed.
-    pub subscribe: Vec<String>,
-    /// Topics it may emit to.
-    #[serde(default)]
-    pub outputs: Vec<String>,
-    /// Per-invocation limits.
-    #[serde(default)]
-    pub limits: Limits,
-    /// Retry policy.
-    #[serde(default)]
-    pub retry: RetryPolicy,
-    /// Dedup window in source positions per partition.
-    #[serde(default = "default_dedup_window")]
-    pub dedup_window: u64,
-    /// Handler config.
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-}
-
-fn default_dedup_window() -> u64 {
-    1_000_000
-}
-
-impl HandlerSpec {
-    /// The spec of a config-file handler whose component has `digest`.
-    pub fn from_config(h: &HandlerConfig, digest: &Digest) -> Self {
-        Self {
-            component: digest.to_string(),
-            subscribe: h.subscribe.clone(),
-            outputs: h.outputs.clone(),
-            limits: h.limits.clone(),
-            retry: h.retry,
-            dedup_window: h.dedup_window,
-            config: h.config.clone(),
-        }
-    }
+    Pipeline(#[from] Fatal),
 }
 
 /// One deployed revision.
@@ -353,7 +314,7 @@ impl Handlers {
         if let Some(topic) = spec
             .subscribe
             .iter()
-            .find(|t| self.pipeline.is_nats_topic(t))
+            .find(|t| self.pipeline.reads_from_broker(t))
         {
             return Err(HandlerError::InvalidSpec(format!(
                 "rewind is not supported on `{topic}`, which is read from NATS: its position is a stream sequence; create a new consumer handler or replay dead letters instead"
@@ -403,14 +364,10 @@ impl Handlers {
                     .store
                     .get_u64(&keys::cursor(name, topic, p))?
                     .unwrap_or(0);
-                let head = if self.pipeline.is_nats_topic(topic) {
+                let head = if self.pipeline.reads_from_broker(topic) {
                     // The position is a stream sequence; the stream's count
                     // of unread messages, as of the last one read, is the lag.
-                    let stats = self.pipeline.stats(name);
-                    let lag = crate::store::lock(&stats.stream_lag)
-                        .get(&(topic.clone(), p))
-                        .copied()
-                        .unwrap_or(0);
+                    let lag = self.pipeline.stats(name).stream_lag(topic, p).unwrap_or(0);
                     committed + lag
                 } else {
                     self.store.durable_head(topic, p)
@@ -481,22 +438,15 @@ impl Handlers {
                 spec.component
             ))
         })?;
-        if spec.subscribe.is_empty() {
-            return Err(HandlerError::InvalidSpec(
-                "`subscribe` names no topic".into(),
-            ));
-        }
+        spec.check().map_err(|(field, message)| {
+            HandlerError::InvalidSpec(format!("`{field}`: {message}"))
+        })?;
         for (field, topics) in [("subscribe", &spec.subscribe), ("outputs", &spec.outputs)] {
             if let Some(t) = topics.iter().find(|t| self.store.partitions(t).is_err()) {
                 return Err(HandlerError::InvalidSpec(format!(
                     "`{field}`: unknown topic `{t}`"
                 )));
             }
-        }
-        if spec.retry.max_attempts == 0 {
-            return Err(HandlerError::InvalidSpec(
-                "`retry.max_attempts` must be at least 1".into(),
-            ));
         }
         let component = self.components.load(&digest)?;
         Ok(HandlerPlan {

@@ -1,30 +1,30 @@
 //! Weir: an exactly-once host for event handlers written as WebAssembly
 //! components.
 //!
-//! Modules, one concern each:
-//! - [`config`]: the TOML config.
-//! - [`event`]: the event and output records.
-//! - [`store`]: sled, the keyspace, the embedded log.
-//! - [`runtime`]: the wasmtime sandbox: validation, compiled cache, limits.
-//! - [`pipeline`]: consumer loops and the commit protocol
-//!   ([`pipeline::commit`]).
-//! - [`handlers`]: deployed handlers, revisions, pause, rewind, dead letters.
-//! - [`metrics`]: counters and histograms, Prometheus text.
-//! - [`admin`]: the HTTP API.
-//! - [`author`]: `weir new`, `weir build`, `weir run` for handler authors.
-//! - [`serve`] and [`cli`]: the `weir` binary.
+//! The modules are layered, dependencies pointing down only (see
+//! `docs/architecture.md`): foundations ([`event`], [`metrics`], [`store`],
+//! [`runtime`]), then [`config`], the [`connector`] interface and the
+//! [`fatal`] error, the [`pipeline`] with the commit protocol
+//! ([`pipeline::commit`]), the [`nats`] connector, [`handlers`], the
+//! [`admin`] API, and the `weir` binary's [`cli`].
+//!
+//! Public modules are what the binary, the integration tests, the
+//! benchmarks and the fuzz targets use; the rest is crate-private.
 
 pub mod admin;
-pub mod author;
+pub(crate) mod author;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
+pub mod connector;
 pub mod event;
+pub(crate) mod failpoints;
+pub mod fatal;
 pub mod handlers;
 pub mod metrics;
 pub mod nats;
-pub mod operate;
 pub mod pipeline;
 pub mod runtime;
-pub mod serve;
+pub(crate) mod serve;
 pub mod store;
+mod sync;

@@ -1,13 +1,21 @@
-//! Metrics: the counters and histograms the pipeline keeps per handler, and
-//! their rendering in the Prometheus text format at `/metrics`.
+//! Metrics, a leaf: the counters and histograms the pipeline and the relays
+//! keep ([`HandlerStats`], [`RelayStats`]), every metric name ([`names`]),
+//! and the Prometheus text format ([`Exposition`]). It imports nothing of
+//! the host; `admin::metrics` gathers the values at `/metrics`.
 //!
 //! Every metric name is defined here and documented in `docs/metrics.md`.
 //! Labels are bounded: `handler` (deployed handlers), `kind` (the fixed set
 //! of invocation error kinds), `topic` and `partition` (declared topics).
+//! One name per quantity: commit counts and total commit time are the
+//! commit histogram's `_count` and `_sum`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::sync::lock;
 
 /// A histogram with fixed bucket bounds, lock-free to record.
 #[derive(Debug)]
@@ -60,6 +68,11 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Sum of the observed values.
+    pub fn sum(&self) -> f64 {
+        self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
@@ -68,8 +81,7 @@ impl Histogram {
         }
         let count = self.count();
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum());
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }
@@ -90,11 +102,10 @@ pub mod names {
     pub const DEAD_LETTERS: &str = "weir_handler_dead_letters_total";
     /// Counter: outputs committed.
     pub const OUTPUTS: &str = "weir_handler_outputs_total";
-    /// Counter: commits (atomic writes).
-    pub const COMMITS: &str = "weir_handler_commits_total";
     /// Histogram: invocation latency in seconds.
     pub const INVOKE_SECONDS: &str = "weir_handler_invocation_seconds";
-    /// Histogram: commit latency (apply + flush) in seconds.
+    /// Histogram: commit latency (apply + flush) in seconds; its `_count`
+    /// is the number of commits.
     pub const COMMIT_SECONDS: &str = "weir_handler_commit_seconds";
     /// Histogram: events per commit.
     pub const BATCH_SIZE: &str = "weir_handler_batch_size";
@@ -119,226 +130,306 @@ pub mod names {
     pub const RELAY_DUPLICATES: &str = "weir_nats_relay_duplicates_total";
     /// Counter: publish rounds that failed (broker away or refusing).
     pub const RELAY_FAILURES: &str = "weir_nats_relay_failures_total";
+    /// Counter: guest log lines dropped by the per-handler rate limit.
+    pub const DROPPED_LOG_LINES: &str = "weir_handler_dropped_log_lines_total";
 }
 
-/// Reads one counter of a handler's stats.
-type CounterOf = fn(&crate::pipeline::Stats) -> u64;
-/// Reads one counter of a NATS relay.
-type RelayCounterOf = fn(&crate::nats::RelayStats) -> &AtomicU64;
-/// Reads one histogram of a handler's stats.
-type HistogramOf = fn(&crate::pipeline::Stats) -> &Histogram;
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// Counters and histograms of one handler, across its partitions and
+/// revisions. Recorded by the pipeline, read through [`HandlerStats::counts`]
+/// and rendered by [`HandlerStats::render`].
+#[derive(Debug)]
+pub struct HandlerStats {
+    events: AtomicU64,
+    duplicates: AtomicU64,
+    invocations: AtomicU64,
+    errors_by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    retries: AtomicU64,
+    dead_letters: AtomicU64,
+    outputs: AtomicU64,
+    dropped_log_lines: AtomicU64,
+    invoke_seconds: Histogram,
+    commit_seconds: Histogram,
+    batch_size: Histogram,
+    stream_lag: Mutex<BTreeMap<(String, u32), u64>>,
 }
 
-/// Render every metric in the Prometheus text format.
-pub fn render(
-    handlers: &crate::handlers::Handlers,
-    store: &crate::store::Store,
-    nats: Option<&crate::nats::Nats>,
-) -> String {
-    use names::*;
-    let mut out = String::new();
-    let listed = handlers.list().unwrap_or_default();
-    let pipeline = handlers.pipeline();
-    let stats: Vec<_> = listed
-        .iter()
-        .map(|(name, _)| (name.clone(), pipeline.stats(name)))
-        .collect();
-    let counters: [(&str, &str, CounterOf); 7] = [
-        (
-            EVENTS,
-            "Events read and committed, duplicates included.",
-            |s| s.events.load(Ordering::Relaxed),
-        ),
-        (DUPLICATES, "Events dropped as duplicates.", |s| {
-            s.duplicates.load(Ordering::Relaxed)
-        }),
-        (INVOCATIONS, "Handler invocations, retries included.", |s| {
-            s.invocations.load(Ordering::Relaxed)
-        }),
-        (RETRIES, "Retries scheduled.", |s| {
-            s.retries.load(Ordering::Relaxed)
-        }),
-        (DEAD_LETTERS, "Events dead-lettered.", |s| {
-            s.dead_letters.load(Ordering::Relaxed)
-        }),
-        (OUTPUTS, "Outputs committed.", |s| {
-            s.outputs.load(Ordering::Relaxed)
-        }),
-        (COMMITS, "Atomic commits.", |s| {
-            s.commits.load(Ordering::Relaxed)
-        }),
-    ];
-    for (name, help, get) in &counters {
-        header(&mut out, name, "counter", help);
-        for (handler, s) in &stats {
-            let _ = writeln!(out, "{name}{{handler=\"{handler}\"}} {}", get(s));
+impl Default for HandlerStats {
+    fn default() -> Self {
+        Self {
+            events: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            invocations: AtomicU64::new(0),
+            errors_by_kind: Mutex::new(BTreeMap::new()),
+            retries: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            outputs: AtomicU64::new(0),
+            dropped_log_lines: AtomicU64::new(0),
+            invoke_seconds: Histogram::new(LATENCY_BUCKETS),
+            commit_seconds: Histogram::new(LATENCY_BUCKETS),
+            batch_size: Histogram::new(SIZE_BUCKETS),
+            stream_lag: Mutex::new(BTreeMap::new()),
         }
     }
-    header(&mut out, ERRORS, "counter", "Failed invocations by kind.");
-    for (handler, s) in &stats {
-        let by_kind = s
-            .errors_by_kind
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
-        for (kind, n) in by_kind {
-            let _ = writeln!(out, "{ERRORS}{{handler=\"{handler}\",kind=\"{kind}\"}} {n}");
+}
+
+/// A handler's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HandlerCounts {
+    /// Events read and committed (duplicates included).
+    pub events: u64,
+    /// Events dropped as duplicates.
+    pub duplicates: u64,
+    /// Handler invocations (retries included).
+    pub invocations: u64,
+    /// Failed invocations.
+    pub errors: u64,
+    /// Retries scheduled.
+    pub retries: u64,
+    /// Events dead-lettered.
+    pub dead_lettered: u64,
+    /// Outputs committed.
+    pub outputs: u64,
+    /// Commits (atomic writes).
+    pub commits: u64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+impl HandlerStats {
+    /// A duplicate was dropped.
+    pub fn record_duplicate(&self) {
+        add(&self.duplicates, 1);
+    }
+
+    /// One invocation took `took`.
+    pub fn record_invocation(&self, took: Duration) {
+        add(&self.invocations, 1);
+        self.invoke_seconds.observe_duration(took);
+    }
+
+    /// An invocation failed with an error of `kind`.
+    pub fn record_error(&self, kind: &'static str) {
+        *lock(&self.errors_by_kind).entry(kind).or_default() += 1;
+    }
+
+    /// A retry was scheduled.
+    pub fn record_retry(&self) {
+        add(&self.retries, 1);
+    }
+
+    /// An event was dead-lettered.
+    pub fn record_dead_letter(&self) {
+        add(&self.dead_letters, 1);
+    }
+
+    /// `n` outputs were committed.
+    pub fn record_outputs(&self, n: u64) {
+        add(&self.outputs, n);
+    }
+
+    /// The guest's log rate limit dropped `n` lines.
+    pub fn record_dropped_log_lines(&self, n: u64) {
+        add(&self.dropped_log_lines, n);
+    }
+
+    /// A commit of `events` events took `took` (apply + flush).
+    pub fn record_commit(&self, events: u64, took: Duration) {
+        add(&self.events, events);
+        self.commit_seconds.observe_duration(took);
+        self.batch_size.observe(events as f64);
+    }
+
+    /// Messages of a NATS stream not yet read on `topic`/`partition`.
+    pub fn set_stream_lag(&self, topic: &str, partition: u32, lag: u64) {
+        lock(&self.stream_lag).insert((topic.to_string(), partition), lag);
+    }
+
+    /// The last stream lag recorded for `topic`/`partition`.
+    pub fn stream_lag(&self, topic: &str, partition: u32) -> Option<u64> {
+        lock(&self.stream_lag)
+            .get(&(topic.to_string(), partition))
+            .copied()
+    }
+
+    /// The counters now.
+    pub fn counts(&self) -> HandlerCounts {
+        HandlerCounts {
+            events: get(&self.events),
+            duplicates: get(&self.duplicates),
+            invocations: get(&self.invocations),
+            errors: lock(&self.errors_by_kind).values().sum(),
+            retries: get(&self.retries),
+            dead_lettered: get(&self.dead_letters),
+            outputs: get(&self.outputs),
+            commits: self.commit_seconds.count(),
         }
     }
-    let histograms: [(&str, &str, HistogramOf); 3] = [
-        (INVOKE_SECONDS, "Invocation latency in seconds.", |s| {
-            &s.invoke_seconds
-        }),
-        (
-            COMMIT_SECONDS,
-            "Commit latency (apply + flush) in seconds.",
-            |s| &s.commit_seconds,
-        ),
-        (BATCH_SIZE, "Events per commit.", |s| &s.batch_size),
-    ];
-    for (name, help, get) in histograms {
-        header(&mut out, name, "histogram", help);
-        for (handler, s) in &stats {
-            get(s).render(&mut out, name, &format!("handler=\"{handler}\""));
+
+    /// Mean commit latency so far.
+    pub fn mean_commit(&self) -> Duration {
+        let n = self.commit_seconds.count().max(1);
+        Duration::from_secs_f64(self.commit_seconds.sum() / n as f64)
+    }
+}
+
+/// Relay counters of one NATS-bound topic.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    published: AtomicU64,
+    duplicates: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl RelayStats {
+    /// `published` outputs were acknowledged, `duplicates` of them as
+    /// copies the stream already had.
+    pub fn record_published(&self, published: u64, duplicates: u64) {
+        add(&self.published, published);
+        add(&self.duplicates, duplicates);
+    }
+
+    /// A publish round failed.
+    pub fn record_failure(&self) {
+        add(&self.failures, 1);
+    }
+}
+
+/// Builds a Prometheus text exposition, one metric family at a time.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// Start a metric family.
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    /// One sample; `labels` as `k="v",...` (empty for none).
+    pub fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {value}");
+        } else {
+            let _ = writeln!(self.out, "{name}{{{labels}}} {value}");
         }
     }
-    header(&mut out, RUNNING, "gauge", "1 if the handler's loops run.");
-    for (handler, _) in &listed {
-        let _ = writeln!(
-            out,
-            "{RUNNING}{{handler=\"{handler}\"}} {}",
-            u8::from(pipeline.is_running(handler))
+
+    /// The text.
+    pub fn finish(self) -> String {
+        self.out
+    }
+
+    /// Every handler's counters and histograms.
+    pub fn handlers(&mut self, stats: &[(String, std::sync::Arc<HandlerStats>)]) {
+        use names::*;
+        type CounterOf = fn(&HandlerStats) -> u64;
+        let counters: [(&str, &str, CounterOf); 7] = [
+            (
+                EVENTS,
+                "Events read and committed, duplicates included.",
+                |s| get(&s.events),
+            ),
+            (DUPLICATES, "Events dropped as duplicates.", |s| {
+                get(&s.duplicates)
+            }),
+            (INVOCATIONS, "Handler invocations, retries included.", |s| {
+                get(&s.invocations)
+            }),
+            (RETRIES, "Retries scheduled.", |s| get(&s.retries)),
+            (DEAD_LETTERS, "Events dead-lettered.", |s| {
+                get(&s.dead_letters)
+            }),
+            (OUTPUTS, "Outputs committed.", |s| get(&s.outputs)),
+            (
+                DROPPED_LOG_LINES,
+                "Guest log lines dropped by the rate limit.",
+                |s| get(&s.dropped_log_lines),
+            ),
+        ];
+        for (name, help, read) in counters {
+            self.family(name, "counter", help);
+            for (handler, s) in stats {
+                self.sample(name, &format!("handler=\"{handler}\""), read(s));
+            }
+        }
+        self.family(ERRORS, "counter", "Failed invocations by kind.");
+        for (handler, s) in stats {
+            for (kind, n) in lock(&s.errors_by_kind).iter() {
+                self.sample(ERRORS, &format!("handler=\"{handler}\",kind=\"{kind}\""), n);
+            }
+        }
+        type HistogramOf = fn(&HandlerStats) -> &Histogram;
+        let histograms: [(&str, &str, HistogramOf); 3] = [
+            (INVOKE_SECONDS, "Invocation latency in seconds.", |s| {
+                &s.invoke_seconds
+            }),
+            (
+                COMMIT_SECONDS,
+                "Commit latency (apply + flush) in seconds.",
+                |s| &s.commit_seconds,
+            ),
+            (BATCH_SIZE, "Events per commit.", |s| &s.batch_size),
+        ];
+        for (name, help, histogram) in histograms {
+            self.family(name, "histogram", help);
+            for (handler, s) in stats {
+                histogram(s).render(&mut self.out, name, &format!("handler=\"{handler}\""));
+            }
+        }
+    }
+
+    /// Stream lag of every handler's NATS-read partitions.
+    pub fn stream_lags(&mut self, stats: &[(String, std::sync::Arc<HandlerStats>)]) {
+        use names::STREAM_LAG;
+        self.family(
+            STREAM_LAG,
+            "gauge",
+            "Stream messages a handler has not read yet.",
         );
-    }
-    header(
-        &mut out,
-        LAG,
-        "gauge",
-        "Events not yet processed, per partition.",
-    );
-    for (handler, _) in &listed {
-        for p in handlers.partitions(handler).unwrap_or_default() {
-            let _ = writeln!(
-                out,
-                "{LAG}{{handler=\"{handler}\",topic=\"{}\",partition=\"{}\"}} {}",
-                p.topic, p.partition, p.lag
-            );
+        for (handler, s) in stats {
+            for ((topic, partition), lag) in lock(&s.stream_lag).iter() {
+                let labels =
+                    format!("handler=\"{handler}\",topic=\"{topic}\",partition=\"{partition}\"");
+                self.sample(STREAM_LAG, &labels, lag);
+            }
         }
     }
-    header(
-        &mut out,
-        TOPIC_HEAD,
-        "gauge",
-        "Next offset of each topic partition.",
-    );
-    for (topic, partitions) in store.topics() {
-        for p in 0..partitions {
-            let _ = writeln!(
-                out,
-                "{TOPIC_HEAD}{{topic=\"{topic}\",partition=\"{p}\"}} {}",
-                store.durable_head(&topic, p)
-            );
-        }
-    }
-    if let Some(nats) = nats {
-        render_nats(&mut out, nats, store, &stats);
-    }
-    out
-}
 
-fn render_nats(
-    out: &mut String,
-    nats: &crate::nats::Nats,
-    store: &crate::store::Store,
-    stats: &[(String, std::sync::Arc<crate::pipeline::Stats>)],
-) {
-    use names::*;
-    header(
-        out,
-        NATS_CONNECTED,
-        "gauge",
-        "1 while the NATS client is connected.",
-    );
-    let _ = writeln!(out, "{NATS_CONNECTED} {}", u8::from(nats.is_connected()));
-    header(
-        out,
-        STREAM_LAG,
-        "gauge",
-        "Stream messages a handler has not read yet.",
-    );
-    for (handler, s) in stats {
-        let lags = s.stream_lag.lock().map(|m| m.clone()).unwrap_or_default();
-        for ((topic, partition), lag) in lags {
-            let _ = writeln!(
-                out,
-                "{STREAM_LAG}{{handler=\"{handler}\",topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
-            );
-        }
-    }
-    let now = crate::pipeline::now_ms();
-    header(
-        out,
-        OUTBOX_BACKLOG,
-        "gauge",
-        "Committed outputs waiting for the relay.",
-    );
-    let mut ages = Vec::new();
-    for topic in nats.relay_stats().keys() {
-        for p in 0..store.partitions(topic).unwrap_or(0) {
-            let head = store.durable_head(topic, p);
-            let first = store.earliest(topic, p).unwrap_or(head);
-            let _ = writeln!(
-                out,
-                "{OUTBOX_BACKLOG}{{topic=\"{topic}\",partition=\"{p}\"}} {}",
-                head.saturating_sub(first)
-            );
-            let oldest = store
-                .read(topic, p, first, 1)
-                .ok()
-                .and_then(|r| r.first().map(|e| e.timestamp_ms));
-            let age = oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
-            ages.push((topic, p, age));
-        }
-    }
-    header(
-        out,
-        RELAY_LAG,
-        "gauge",
-        "Age in seconds of the oldest output waiting for the relay.",
-    );
-    for (topic, p, age) in ages {
-        let _ = writeln!(
-            out,
-            "{RELAY_LAG}{{topic=\"{topic}\",partition=\"{p}\"}} {age}"
-        );
-    }
-    let counters: [(&str, &str, RelayCounterOf); 3] = [
-        (
-            RELAY_PUBLISHED,
-            "Outputs published and acknowledged.",
-            |r| &r.published,
-        ),
-        (
-            RELAY_DUPLICATES,
-            "Re-sent outputs JetStream reported as duplicates.",
-            |r| &r.duplicates,
-        ),
-        (RELAY_FAILURES, "Publish rounds that failed.", |r| {
-            &r.failures
-        }),
-    ];
-    for (name, help, get) in counters {
-        header(out, name, "counter", help);
-        for (topic, r) in nats.relay_stats() {
-            let _ = writeln!(
-                out,
-                "{name}{{topic=\"{topic}\"}} {}",
-                get(r).load(Ordering::Relaxed)
-            );
+    /// The relay counters of every NATS-bound topic.
+    pub fn relays<'a>(
+        &mut self,
+        relays: impl Iterator<Item = (&'a String, &'a RelayStats)> + Clone,
+    ) {
+        use names::*;
+        type RelayCounterOf = fn(&RelayStats) -> u64;
+        let counters: [(&str, &str, RelayCounterOf); 3] = [
+            (
+                RELAY_PUBLISHED,
+                "Outputs published and acknowledged.",
+                |r| get(&r.published),
+            ),
+            (
+                RELAY_DUPLICATES,
+                "Re-sent outputs JetStream reported as duplicates.",
+                |r| get(&r.duplicates),
+            ),
+            (RELAY_FAILURES, "Publish rounds that failed.", |r| {
+                get(&r.failures)
+            }),
+        ];
+        for (name, help, read) in counters {
+            self.family(name, "counter", help);
+            for (topic, r) in relays.clone() {
+                self.sample(name, &format!("topic=\"{topic}\""), read(r));
+            }
         }
     }
 }

@@ -16,10 +16,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::admin::{AppState, Limits, router};
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::handlers::{HandlerSpec, Handlers};
+use crate::connector::Connector;
+use crate::fatal::Fatal;
+use crate::handlers::Handlers;
 use crate::nats::Nats;
-use crate::pipeline::{Pipeline, PipelineError, now_ms};
+use crate::pipeline::Pipeline;
 use crate::runtime::{ComponentStore, Runtime};
 use crate::store::Store;
 
@@ -63,7 +66,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
     let components = ComponentStore::open(data_dir.join("components"), runtime.clone())?;
-    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<PipelineError>();
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<Fatal>();
     let nats = match &config.nats {
         Some(n) => {
             let nats = Nats::connect(n, &config.topics).await?;
@@ -78,7 +81,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .unwrap_or_default();
     let pipeline = Arc::new(
         Pipeline::new(store.clone(), &runtime, config.pipeline, fatal_tx.clone())
-            .with_nats(nats.clone()),
+            .with_connector(nats.clone().map(|n| n as Arc<dyn Connector>)),
     );
     let handlers = Arc::new(Handlers::new(store.clone(), components, pipeline.clone()));
     deploy_config_handlers(&config, &handlers)?;
@@ -106,7 +109,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         "weir is ready"
     );
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<PipelineError>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<Fatal>>();
     tokio::spawn(async move {
         let fatal = tokio::select! {
             () = signal() => None,
@@ -173,7 +176,7 @@ fn deploy_config_handlers(config: &Config, handlers: &Handlers) -> anyhow::Resul
             )
         })?;
         let (record, changed) = handlers
-            .put(name, HandlerSpec::from_config(h, &component.digest))
+            .put(name, h.with_component(component.digest.to_string()))
             .with_context(|| format!("handler `{name}`"))?;
         tracing::info!(handler = %name, digest = %component.digest, revision = record.active, changed, "handler loaded");
     }

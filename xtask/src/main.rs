@@ -26,7 +26,7 @@ subcommands:
                  (tests/faults) and print its table; --long runs many more cycles
   fuzz [SECS]    run each cargo-fuzz target in fuzz/ for SECS seconds (default 60),
                  installing cargo-fuzz if missing
-  bench [args]   build the guests, then run every benchmark (`cargo bench -p weir [args]`);
+  bench [args]   build the guests, then run every benchmark (`cargo bench -p weir --bench ... -- [args]`);
                  `--quick` runs a shorter version
   help           show this message";
 
@@ -42,26 +42,78 @@ fn main() -> ExitCode {
     }
 }
 
-/// Run the subcommand named by the first argument.
-fn dispatch(args: &[String]) -> Result<()> {
+/// A parsed `cargo xtask` command line.
+#[derive(Debug, PartialEq)]
+enum Task {
+    Guests,
+    Test(Vec<String>),
+    Run(Vec<String>),
+    Bench(Vec<String>),
+    Faults { long: bool },
+    Fuzz { secs: u64 },
+    Help,
+}
+
+/// Parse the arguments after `cargo xtask`; nothing runs yet.
+fn parse(args: &[String]) -> Result<Task> {
     let (subcommand, rest) = match args.split_first() {
         Some((first, rest)) => (first.as_str(), rest),
         None => ("help", &[][..]),
     };
-    match subcommand {
-        "guests" => guests::build(&repo_root()).map(|_| ()),
-        "test" => test(&repo_root(), rest),
-        "run" => run(&repo_root(), rest),
-        "bench" => bench(&repo_root(), rest),
-        "faults" => faults(&repo_root(), rest),
-        "fuzz" => fuzz(&repo_root(), rest),
-        "help" | "-h" | "--help" => {
+    let only = |allowed: &[&str]| -> Result<()> {
+        match rest.iter().find(|a| !allowed.contains(&a.as_str())) {
+            Some(a) => bail!("`cargo xtask {subcommand}` takes no argument {a:?}\n\n{USAGE}"),
+            None => Ok(()),
+        }
+    };
+    Ok(match subcommand {
+        "guests" => {
+            only(&[])?;
+            Task::Guests
+        }
+        "test" => Task::Test(rest.to_vec()),
+        "run" => Task::Run(rest.to_vec()),
+        "bench" => Task::Bench(rest.to_vec()),
+        "faults" => {
+            only(&["--long"])?;
+            Task::Faults {
+                long: !rest.is_empty(),
+            }
+        }
+        "fuzz" => Task::Fuzz {
+            secs: match rest {
+                [] => 60,
+                [s] => s
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("SECS must be a number, got {s:?}"))?,
+                _ => bail!("`cargo xtask fuzz` takes at most one argument, SECS"),
+            },
+        },
+        "help" | "-h" | "--help" => Task::Help,
+        other => bail!("unknown subcommand {other:?}\n\n{USAGE}"),
+    })
+}
+
+/// Run the subcommand named by the first argument.
+fn dispatch(args: &[String]) -> Result<()> {
+    let root = repo_root();
+    match parse(args)? {
+        Task::Guests => guests::build(&root).map(|_| ()),
+        Task::Test(extra) => test(&root, &extra),
+        Task::Run(extra) => run(&root, &extra),
+        Task::Bench(extra) => bench(&root, &extra),
+        Task::Faults { long } => faults(&root, long),
+        Task::Fuzz { secs } => fuzz(&root, secs),
+        Task::Help => {
             println!("{USAGE}");
             Ok(())
         }
-        other => bail!("unknown subcommand {other:?}\n\n{USAGE}"),
     }
 }
+
+/// The feature that compiles the fault suite's crash points into the
+/// binary the end-to-end tests drive (never into releases).
+const E2E_FEATURES: &str = "weir/failpoints";
 
 /// What the end-to-end and fault tests drive: `nats-server`, the guest
 /// components and the `weir` binary.
@@ -69,7 +121,15 @@ fn build_for_e2e(root: &Path) -> Result<()> {
     tools::ensure_nats_server()?;
     guests::build(root)?;
     let mut build = cmd::cargo(root);
-    build.args(["build", "-p", "weir", "--bin", "weir"]);
+    build.args([
+        "build",
+        "-p",
+        "weir",
+        "--bin",
+        "weir",
+        "--features",
+        E2E_FEATURES,
+    ]);
     cmd::run(&mut build, "cargo build -p weir --bin weir")
 }
 
@@ -77,8 +137,12 @@ fn build_for_e2e(root: &Path) -> Result<()> {
 /// then run the root workspace's tests with `extra` args.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     build_for_e2e(root)?;
+    // The same features as the build above, so the test build does not
+    // relink the binary without them.
     let mut cargo = cmd::cargo(root);
-    cargo.args(["test", "--workspace"]).args(extra);
+    cargo
+        .args(["test", "--workspace", "--features", E2E_FEATURES])
+        .args(extra);
     cmd::run(&mut cargo, "cargo test --workspace")?;
     // The SDK and the guests' own unit tests run natively, in their workspaces.
     for dir in ["sdk", "guests"] {
@@ -90,9 +154,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 /// Build what the fault suite drives, then run it one scenario at a time.
-fn faults(root: &Path, extra: &[String]) -> Result<()> {
+fn faults(root: &Path, long: bool) -> Result<()> {
     build_for_e2e(root)?;
-    let long = extra.iter().any(|a| a == "--long");
     let mut cargo = cmd::cargo(root);
     cargo
         .args([
@@ -110,13 +173,7 @@ fn faults(root: &Path, extra: &[String]) -> Result<()> {
 
 /// Run every fuzz target for a while; a crash stops with its input saved
 /// under `fuzz/artifacts/`.
-fn fuzz(root: &Path, extra: &[String]) -> Result<()> {
-    let secs: u64 = match extra.first() {
-        Some(s) => s
-            .parse()
-            .map_err(|_| anyhow::anyhow!("SECS must be a number, got {s:?}"))?,
-        None => 60,
-    };
+fn fuzz(root: &Path, secs: u64) -> Result<()> {
     tools::ensure_cargo_fuzz()?;
     for target in ["event_decode", "config_parse", "admin_bodies"] {
         let mut cargo = cmd::foreign_cargo(root);
@@ -156,14 +213,212 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     tools::ensure_nats_server()?;
     guests::build(root)?;
     let mut cargo = cmd::cargo(root);
-    cargo
-        .args(["bench", "-p", "weir", "--benches", "--"])
-        .args(extra);
+    cargo.args(bench_args(extra));
     cmd::run(&mut cargo, "cargo bench -p weir")
+}
+
+/// The benchmark targets, named one by one: `--benches` would also select
+/// the library's libtest harness, which rejects the benchmarks' own flags
+/// (`--quick`).
+const BENCHES: &[&str] = &["pipeline", "component_cache"];
+
+/// `cargo bench` arguments running every benchmark with `extra` flags.
+fn bench_args(extra: &[String]) -> Vec<String> {
+    let mut args = vec!["bench".to_string(), "-p".into(), "weir".into()];
+    for bench in BENCHES {
+        args.extend(["--bench".to_string(), bench.to_string()]);
+    }
+    args.push("--".into());
+    args.extend(extra.iter().cloned());
+    args
 }
 
 /// The repository root: the parent of this crate's directory.
 fn repo_root() -> PathBuf {
     let xtask_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     xtask_dir.parent().unwrap_or(xtask_dir).to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `cargo xtask ...` line in the README and docs, as arguments.
+    fn documented() -> Vec<Vec<String>> {
+        let root = repo_root();
+        let mut files = vec![root.join("README.md")];
+        for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+        let mut found = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for line in text.lines() {
+                let Some(at) = line.find("cargo xtask ") else {
+                    continue;
+                };
+                let command = line[at + "cargo xtask ".len()..]
+                    .split(['#', '`', '|'])
+                    .next()
+                    .unwrap_or_default();
+                if command.contains(" / ") {
+                    // A list of subcommands: `guests / test / run`.
+                    for sub in command.split(" / ") {
+                        found.push(vec![sub.trim().to_string()]);
+                    }
+                    continue;
+                }
+                // `[--quick]` documents an optional flag: check both forms.
+                let plain: Vec<String> = command
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with('['))
+                    .map(str::to_string)
+                    .collect();
+                let with_options: Vec<String> = command
+                    .split_whitespace()
+                    .map(|w| w.trim_matches(['[', ']']).to_string())
+                    .filter(|w| !w.is_empty() && w.chars().any(|c| c != '.'))
+                    .collect();
+                found.push(plain);
+                found.push(with_options);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_documented_xtask_command_parses() {
+        let commands = documented();
+        assert!(commands.len() >= 6, "found only {commands:?}");
+        for args in commands {
+            // Placeholders such as `SECS` and `N` stand for numbers.
+            let args: Vec<String> = args
+                .into_iter()
+                .map(|a| match a.as_str() {
+                    "SECS" | "N" => "10".to_string(),
+                    _ => a,
+                })
+                .collect();
+            if let Err(e) = parse(&args) {
+                panic!(
+                    "documented `cargo xtask {}` does not parse: {e}",
+                    args.join(" ")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bench_names_its_targets_so_flags_reach_them() {
+        let args = bench_args(&["--quick".to_string()]);
+        assert!(!args.contains(&"--benches".to_string()), "{args:?}");
+        let flags = args.iter().position(|a| a == "--").unwrap();
+        assert_eq!(args[flags + 1..], ["--quick".to_string()]);
+        for bench in BENCHES {
+            let manifest = repo_root().join("host/Cargo.toml");
+            let text = std::fs::read_to_string(manifest).unwrap();
+            assert!(
+                text.contains(&format!("name = \"{bench}\"")),
+                "{bench} is not a bench of host/"
+            );
+        }
+    }
+
+    /// The host's layers, bottom up, as docs/architecture.md draws them.
+    const LAYERS: &[&[&str]] = &[
+        &["sync"],
+        &["event", "metrics", "clock", "failpoints"],
+        &["store", "runtime"],
+        &["config"],
+        &["connector", "fatal"],
+        &["pipeline"],
+        &["nats"],
+        &["handlers"],
+        &["admin"],
+        &["author"],
+        &["serve"],
+        &["cli"],
+    ];
+
+    /// Top-level module of every file under host/src, with the top-level
+    /// modules it imports (`crate::x`), test code excluded.
+    fn host_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, files);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        let src = repo_root().join("host/src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        let mut imports = std::collections::BTreeMap::new();
+        for file in files {
+            let rel = file.strip_prefix(&src).unwrap();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            let module = first.trim_end_matches(".rs").to_string();
+            if module == "lib" || module == "main" || rel.ends_with("tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let entry: &mut std::collections::BTreeSet<String> =
+                imports.entry(module.clone()).or_default();
+            for (at, _) in code.match_indices("crate::") {
+                let name: String = code[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != module {
+                    entry.insert(name);
+                }
+            }
+        }
+        imports
+    }
+
+    #[test]
+    fn layers_host_modules_import_only_lower_layers() {
+        let layer_of = |m: &str| LAYERS.iter().position(|l| l.contains(&m));
+        let mut wrong = Vec::new();
+        for (module, uses) in host_imports() {
+            let Some(mine) = layer_of(&module) else {
+                wrong.push(format!(
+                    "`{module}` is in no layer: add it to LAYERS and docs/architecture.md"
+                ));
+                continue;
+            };
+            for used in uses {
+                match layer_of(&used) {
+                    Some(theirs) if theirs < mine => {}
+                    _ => wrong.push(format!("`{module}` (layer {mine}) imports `{used}`")),
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "imports against the layering:\n{}",
+            wrong.join("\n")
+        );
+    }
+
+    #[test]
+    fn unknown_subcommands_and_arguments_are_refused() {
+        assert!(parse(&["nope".to_string()]).is_err());
+        assert!(parse(&["faults".to_string(), "--lng".to_string()]).is_err());
+        assert!(parse(&["fuzz".to_string(), "ten".to_string()]).is_err());
+        assert_eq!(parse(&[]).unwrap(), Task::Help);
+    }
 }

@@ -23,7 +23,6 @@ mod nats;
 mod plot;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,15 +132,14 @@ fn pipeline_row(
     let pipeline =
         Pipeline::start(store.clone(), runtime, settings, vec![plan], tx).expect("start");
     let stats = pipeline.stats("map");
-    while stats.events.load(Ordering::Relaxed) < ids.len() as u64 {
+    while stats.counts().events < ids.len() as u64 {
         std::thread::sleep(Duration::from_micros(200));
     }
     let elapsed = start.elapsed();
     pipeline.shutdown();
-    let commits = stats.commits.load(Ordering::Relaxed).max(1);
     Throughput {
         events_per_sec: ids.len() as f64 / elapsed.as_secs_f64(),
-        commit_ms: stats.commit_micros.load(Ordering::Relaxed) as f64 / commits as f64 / 1000.0,
+        commit_ms: stats.mean_commit().as_secs_f64() * 1000.0,
     }
 }
 

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -208,7 +207,8 @@ fn weir_row(
         std::thread::sleep(Duration::from_millis(1));
     }
     let start = Instant::now();
-    let pipeline = Pipeline::new(store, runtime, settings, tx).with_nats(Some(nats.clone()));
+    let pipeline = Pipeline::new(store, runtime, settings, tx)
+        .with_connector(Some(nats.clone() as Arc<dyn weir::connector::Connector>));
     pipeline.run(super::plan(code)).map_err(|e| e.to_string())?;
     let client = rt
         .block_on(async_nats::connect(url))
@@ -225,8 +225,8 @@ fn weir_row(
     }
     let eps = n as f64 / start.elapsed().as_secs_f64();
     let stats = pipeline.stats("map");
-    let commits = stats.commits.load(Ordering::Relaxed).max(1);
-    let batch = stats.events.load(Ordering::Relaxed) as f64 / commits as f64;
+    let counts = stats.counts();
+    let batch = counts.events as f64 / counts.commits.max(1) as f64;
     pipeline.shutdown();
     Ok((eps, batch))
 }

@@ -1,7 +1,9 @@
 //! The event API: `POST /v1/topics/{topic}/events` (a JSON array or NDJSON
 //! of events; answers once they are durable, with each one's position),
-//! `GET /v1/topics/{topic}/events` (read a partition from an offset), the
-//! topic list, and a handler's dead letters.
+//! `GET /v1/topics/{topic}/events` (read a partition from an offset) and
+//! the topic list (`GET /v1/topics`); also the NDJSON/JSON event parsing
+//! that `weir run` shares. Dead letters are handler routes
+//! ([`super::handlers`]).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, ErrorBody};
-use crate::event::{Event, partition_for};
+use crate::event::{Event, partition_for, payload_view};
 use crate::store::{Append, LogRecord, Write};
 
 /// Longest message ID accepted.
@@ -73,10 +75,7 @@ pub struct EventView {
 
 impl From<Event> for EventView {
     fn from(e: Event) -> Self {
-        let (payload, payload_base64) = match serde_json::from_slice::<Value>(&e.payload) {
-            Ok(v) => (Some(v), None),
-            Err(_) => (None, Some(BASE64.encode(&e.payload))),
-        };
+        let (payload, payload_base64) = payload_view(&e.payload);
         Self {
             topic: e.topic,
             partition: e.partition,
@@ -188,7 +187,7 @@ pub(super) async fn publish(
             "the body holds no events",
         ));
     }
-    let now = crate::pipeline::now_ms();
+    let now = crate::clock::now_ms();
     let mut appends = Vec::with_capacity(incoming.len());
     for e in incoming {
         let partition = partition_for(e.key.as_deref().unwrap_or(&e.id), partitions);

@@ -118,7 +118,6 @@ pub(super) async fn list_components(
 
 fn view(h: &Handlers, name: &str, record: &HandlerRecord) -> Value {
     let stats = h.pipeline().stats(name);
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let partitions = h.partitions(name).unwrap_or_default();
     let lag: u64 = partitions.iter().map(|p| p.lag).sum();
     let dead = h.dead_letters(name).map(|d| d.len()).unwrap_or(0);
@@ -138,15 +137,7 @@ fn view(h: &Handlers, name: &str, record: &HandlerRecord) -> Value {
         "partitions": partitions,
         "lag": lag,
         "dead_letters": dead,
-        "counters": {
-            "events": load(&stats.events),
-            "duplicates": load(&stats.duplicates),
-            "invocations": load(&stats.invocations),
-            "errors": load(&stats.errors),
-            "retries": load(&stats.retries),
-            "dead_lettered": load(&stats.dead_letters),
-            "outputs": load(&stats.outputs),
-        },
+        "counters": stats.counts(),
     })
 }
 

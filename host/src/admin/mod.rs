@@ -2,6 +2,11 @@
 //! topics), components, handlers (deploy, roll back, pause, rewind, dead
 //! letters), health, readiness and metrics.
 //!
+//! Routes live by subject: [`events`] (topics and events), [`handlers`]
+//! (components, handlers, dead letters), [`metrics`] (`/metrics`),
+//! [`openapi`]; a new route goes in the file of its subject and is
+//! registered in [`router`].
+//!
 //! Owns the routes, bearer-token auth on `/v1`, the JSON error shape
 //! `{"error": {"code", "message"}}` (clients get a stable code and a clear
 //! message; internals are logged, not sent), body-size limits and request
@@ -9,6 +14,7 @@
 
 pub mod events;
 mod handlers;
+mod metrics;
 mod openapi;
 
 use std::sync::Arc;
@@ -24,9 +30,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::fatal::{Fatal, FatalSender};
 use crate::handlers::Handlers;
-
-use crate::pipeline::PipelineError;
 use crate::store::{Store, StoreError};
 
 /// Shared state of every route.
@@ -38,7 +43,7 @@ pub struct AppState {
     pub handlers: Arc<Handlers>,
     /// Where a store failure is reported so the host stops (a failed sled
     /// write leaves the store in an unknown state; recovery is a restart).
-    pub fatal: Option<tokio::sync::mpsc::UnboundedSender<PipelineError>>,
+    pub fatal: Option<FatalSender>,
     /// Bearer token every `/v1` route requires, if set.
     pub token: Option<String>,
     /// Whether the host is ready (handlers started, not shutting down).
@@ -68,7 +73,7 @@ impl AppState {
     }
 
     /// Report store I/O failures on `fatal`.
-    pub fn with_fatal(mut self, fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>) -> Self {
+    pub fn with_fatal(mut self, fatal: FatalSender) -> Self {
         self.fatal = Some(fatal);
         self
     }
@@ -82,7 +87,7 @@ impl AppState {
     /// Turn a store error into an API error, stopping the host on I/O errors.
     pub(crate) fn store_error(&self, e: StoreError) -> ApiError {
         if let (StoreError::Io(_) | StoreError::FlushFailed(_), Some(fatal)) = (&e, &self.fatal) {
-            let _ = fatal.send(PipelineError::Host(format!("while appending events: {e}")));
+            let _ = fatal.send(Fatal::Host(format!("while appending events: {e}")));
         }
         e.into()
     }
@@ -190,7 +195,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = tokio::task::spawn_blocking(move || {
-        crate::metrics::render(&state.handlers, &state.store, state.nats.as_deref())
+        metrics::render(&state.handlers, &state.store, state.nats.as_deref())
     })
     .await
     .unwrap_or_default();

@@ -29,9 +29,14 @@ use std::time::Duration;
 use crate::config::RetryPolicy;
 use crate::event::{Event, Output, partition_for};
 use crate::runtime::InvokeError;
-use crate::store::{Append, DeadLetter, LogRecord, Store, StoreError, Write, encode, keys};
+use crate::store::{
+    Append, DeadLetter, LogRecord, Store, StoreError, Ticket, Write, decode_u64, encode, keys,
+};
 
-use super::{HandlerPlan, PipelineError, Stats, now_ms};
+use super::HandlerPlan;
+use crate::clock::now_ms;
+use crate::fatal::Fatal;
+use crate::metrics::HandlerStats;
 
 /// Lineage header: the handler that produced an output.
 pub const HEADER_HANDLER: &str = "weir-handler";
@@ -57,11 +62,13 @@ pub(crate) struct Committer {
     /// Next offset to read, per subscribed topic.
     pub(crate) cursors: BTreeMap<String, u64>,
     pub(crate) shutdown: Arc<AtomicBool>,
-    pub(crate) stats: Arc<Stats>,
+    pub(crate) stats: Arc<HandlerStats>,
     /// Events processed per topic since the last dedup sweep.
     pub(crate) since_sweep: BTreeMap<String, u64>,
     /// The last batch applied and not yet known to be flushed.
-    pub(crate) unflushed: Option<crate::store::Ticket>,
+    pub(crate) unflushed: Option<Ticket>,
+    /// Guest log lines dropped as of the last commit (to count the rest).
+    pub(crate) dropped_log_lines: u64,
 }
 
 /// What one batch will write, accumulated event by event.
@@ -74,8 +81,11 @@ struct Pending {
     events: u64,
 }
 
+/// What became of one event; its effects are committed with the batch.
 enum Disposition {
-    Committed(Vec<Output>),
+    /// The handler succeeded with these outputs.
+    Handled(Vec<Output>),
+    /// It failed for good and is recorded as a dead letter.
     DeadLettered(DeadLetter),
     /// Shutdown arrived during a retry backoff: leave the event for later.
     Interrupted,
@@ -83,21 +93,19 @@ enum Disposition {
 
 impl Committer {
     /// Process `events` (in partition order per topic) and commit them.
-    pub(crate) fn process(&mut self, events: Vec<Event>) -> Result<(), PipelineError> {
+    pub(crate) fn process(&mut self, events: Vec<Event>) -> Result<(), Fatal> {
         let mut pending = Pending::default();
         for event in events {
             let dedup_key = keys::dedup(&self.plan.name, &event.topic, self.partition, &event.id);
             if self.is_duplicate(&pending, &dedup_key, &event)? {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                self.stats.record_duplicate();
                 pending.advance(&event);
                 continue;
             }
             match self.invoke_with_retry(&event, &mut pending)? {
-                Disposition::Committed(outputs) => {
-                    self.add_outputs(&mut pending, &event, outputs)?
-                }
+                Disposition::Handled(outputs) => self.add_outputs(&mut pending, &event, outputs)?,
                 Disposition::DeadLettered(dead) => {
-                    self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    self.stats.record_dead_letter();
                     let key =
                         keys::dead(&self.plan.name, &event.topic, self.partition, event.offset);
                     pending.write.puts.push((key, encode(&dead)));
@@ -118,17 +126,17 @@ impl Committer {
     /// invoked again without the dedup check; on success its effects commit
     /// with the removal of its dead letter and queue entry, on failure it is
     /// dead-lettered again. The source offset does not move.
-    pub(crate) fn replay(&mut self, queued: Vec<(Vec<u8>, Event)>) -> Result<(), PipelineError> {
+    pub(crate) fn replay(&mut self, queued: Vec<(Vec<u8>, Event)>) -> Result<(), Fatal> {
         let mut pending = Pending::default();
         for (queue_key, event) in queued {
             let dead_key = keys::dead(&self.plan.name, &event.topic, self.partition, event.offset);
             match self.invoke_with_retry(&event, &mut pending)? {
-                Disposition::Committed(outputs) => {
+                Disposition::Handled(outputs) => {
                     self.add_outputs(&mut pending, &event, outputs)?;
                     pending.write.deletes.push(dead_key);
                 }
                 Disposition::DeadLettered(dead) => {
-                    self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    self.stats.record_dead_letter();
                     pending.write.puts.push((dead_key, encode(&dead)));
                 }
                 Disposition::Interrupted => break,
@@ -145,7 +153,7 @@ impl Committer {
         pending: &Pending,
         dedup_key: &[u8],
         event: &Event,
-    ) -> Result<bool, PipelineError> {
+    ) -> Result<bool, Fatal> {
         if pending.seen.contains(dedup_key) {
             return Ok(true);
         }
@@ -160,19 +168,16 @@ impl Committer {
         &mut self,
         event: &Event,
         pending: &mut Pending,
-    ) -> Result<Disposition, PipelineError> {
+    ) -> Result<Disposition, Fatal> {
         let policy = self.plan.retry;
         let mut attempt = 1;
         loop {
-            self.stats.invocations.fetch_add(1, Ordering::Relaxed);
             let started = std::time::Instant::now();
             let result = self.instance.invoke(event);
-            self.stats
-                .invoke_seconds
-                .observe_duration(started.elapsed());
+            self.stats.record_invocation(started.elapsed());
             let error = match result {
-                Ok(outputs) => return Ok(Disposition::Committed(outputs)),
-                Err(InvokeError::Host(message)) => return Err(PipelineError::Host(message)),
+                Ok(outputs) => return Ok(Disposition::Handled(outputs)),
+                Err(InvokeError::Host(message)) => return Err(Fatal::Host(message)),
                 Err(error) => error,
             };
             self.stats.record_error(error.kind());
@@ -192,7 +197,7 @@ impl Committer {
                 // Make finished work durable before waiting on a failing event.
                 self.commit(std::mem::take(pending))?;
             }
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.stats.record_retry();
             if !self.sleep(backoff(&policy, attempt)) {
                 return Ok(Disposition::Interrupted);
             }
@@ -220,12 +225,13 @@ impl Committer {
         pending: &mut Pending,
         event: &Event,
         outputs: Vec<Output>,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<(), Fatal> {
         let correlation = event
             .header(HEADER_CORRELATION)
             .unwrap_or(&event.id)
             .to_string();
         let now = now_ms();
+        let count = outputs.len();
         for (index, out) in outputs.into_iter().enumerate() {
             let partitions = self.store.partitions(&out.topic)?;
             let partition = match &out.key {
@@ -250,13 +256,13 @@ impl Committer {
                     timestamp_ms: now,
                 },
             });
-            self.stats.outputs.fetch_add(1, Ordering::Relaxed);
         }
+        self.stats.record_outputs(count as u64);
         Ok(())
     }
 
     /// Build the one atomic write for `pending` and apply it under the fence.
-    fn commit(&mut self, mut pending: Pending) -> Result<(), PipelineError> {
+    fn commit(&mut self, mut pending: Pending) -> Result<(), Fatal> {
         let plan = self.plan.clone();
         let name = &plan.name;
         for (key, value) in self.instance.take_batch_writes() {
@@ -297,12 +303,16 @@ impl Committer {
             self.store.wait_durable(previous)?;
         }
         self.stats.record_commit(pending.events, started.elapsed());
+        let dropped = self.instance.dropped_log_lines();
+        self.stats
+            .record_dropped_log_lines(dropped.saturating_sub(self.dropped_log_lines));
+        self.dropped_log_lines = dropped;
         self.cursors.extend(pending.cursors);
         Ok(())
     }
 
     /// Wait until everything this loop committed is durable (on shutdown).
-    pub(crate) fn finish(&mut self) -> Result<(), PipelineError> {
+    pub(crate) fn finish(&mut self) -> Result<(), Fatal> {
         if let Some(last) = self.unflushed.take() {
             self.store.wait_durable(last)?;
         }
@@ -311,7 +321,7 @@ impl Committer {
 
     /// Every `dedup_window` events on a topic, delete the marks that fell
     /// out of the window (they are already ignored by `is_duplicate`).
-    fn sweep_dedup(&mut self, pending: &mut Pending) -> Result<(), PipelineError> {
+    fn sweep_dedup(&mut self, pending: &mut Pending) -> Result<(), Fatal> {
         let window = self.plan.dedup_window.max(1);
         for (topic, next) in &pending.cursors {
             let count = self.since_sweep.entry(topic.clone()).or_default();
@@ -323,7 +333,7 @@ impl Committer {
             let prefix = keys::dedup_partition(&self.plan.name, topic, self.partition);
             for item in self.store.scan_prefix(&prefix) {
                 let (k, v) = item?;
-                let marked_at = crate::store::decode_u64(&k, &v)?;
+                let marked_at = decode_u64(&k, &v)?;
                 if next.saturating_sub(marked_at) > window {
                     pending.write.deletes.push(k.to_vec());
                 }
@@ -340,7 +350,7 @@ impl Pending {
     }
 }
 
-/// Exponential backoff with full jitter: a random wait in
+/// Exponential backoff with equal jitter: a random wait in
 /// `[base/2, base]`, where `base` doubles per attempt up to the ceiling.
 pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     let exp = policy

@@ -1,43 +1,34 @@
 //! The consumer loops: one thread per (handler, partition), each owning its
 //! partition through a fencing epoch, reading batches from the embedded log
-//! or a NATS stream ([`crate::nats`]) and handing them to the commit
-//! protocol ([`commit`]), which runs the handler: a component in the
+//! or a broker ([`crate::connector`]; NATS today) and handing them to the
+//! commit protocol ([`commit`]), which runs the handler: a component in the
 //! sandbox, or native code ([`HandlerCode`]).
 //!
 //! Owns loop scheduling (batch size, linger, wake-ups, backpressure from a
-//! full NATS outbox), start-up recovery (resume from committed offsets),
+//! full outbox), start-up recovery (resume from committed offsets),
 //! graceful shutdown (finish the batch in hand, wait for its flush, then
-//! stop) and the report of fatal errors to the host.
+//! stop) and the report of fatal errors to the host. It knows nothing of
+//! the admin API or of how metrics are rendered.
 
 pub mod commit;
+mod state;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::{PipelineConfig, RetryPolicy};
+use crate::connector::{Connector, PartitionReader};
 use crate::event::{Event, Output};
-use crate::metrics::{Histogram, LATENCY_BUCKETS, SIZE_BUCKETS};
-use crate::nats::{Nats, PartitionReader};
+use crate::fatal::{Fatal, FatalSender};
+use crate::metrics::HandlerStats;
 use crate::runtime::{
     HandlerInstance, HandlerSettings, InvokeError, LoadedComponent, Runtime, StateWrites,
 };
-use crate::store::{Store, StoreError, keys, lock};
-
-pub use crate::clock::now_ms;
-
-/// A fatal pipeline error: the host stops and recovers on restart.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// The store failed (disk full, I/O error) or the loop was fenced.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A host-side fault surfaced inside an invocation.
-    #[error("host fault: {0}")]
-    Host(String),
-}
+use crate::store::{Store, decode, keys};
+use crate::sync::lock;
 
 /// A handler written in Rust and called directly, outside the sandbox: no
 /// limits, no state. The benchmarks measure the sandbox's cost against it;
@@ -72,6 +63,10 @@ impl From<LoadedComponent> for HandlerCode {
 pub(crate) trait Invoke {
     fn invoke(&mut self, event: &Event) -> Result<Vec<Output>, InvokeError>;
     fn take_batch_writes(&mut self) -> StateWrites;
+    /// Guest log lines dropped by the rate limit so far.
+    fn dropped_log_lines(&self) -> u64 {
+        0
+    }
 }
 
 impl Invoke for HandlerInstance {
@@ -80,6 +75,9 @@ impl Invoke for HandlerInstance {
     }
     fn take_batch_writes(&mut self) -> StateWrites {
         HandlerInstance::take_batch_writes(self)
+    }
+    fn dropped_log_lines(&self) -> u64 {
+        HandlerInstance::dropped_log_lines(self)
     }
 }
 
@@ -109,79 +107,6 @@ pub struct HandlerPlan {
     pub dedup_window: u64,
 }
 
-/// Counters and histograms of one handler, across its partitions and
-/// revisions. Rendered by [`crate::metrics`].
-#[derive(Debug)]
-pub struct Stats {
-    /// Events read and committed (duplicates included).
-    pub events: AtomicU64,
-    /// Events dropped as duplicates.
-    pub duplicates: AtomicU64,
-    /// Handler invocations (retries included).
-    pub invocations: AtomicU64,
-    /// Failed invocations.
-    pub errors: AtomicU64,
-    /// Failed invocations by error kind (a fixed, small set).
-    pub errors_by_kind: Mutex<BTreeMap<&'static str, u64>>,
-    /// Retries scheduled.
-    pub retries: AtomicU64,
-    /// Events dead-lettered.
-    pub dead_letters: AtomicU64,
-    /// Outputs committed.
-    pub outputs: AtomicU64,
-    /// Commits (atomic writes).
-    pub commits: AtomicU64,
-    /// Total commit time, microseconds.
-    pub commit_micros: AtomicU64,
-    /// Invocation latency, seconds.
-    pub invoke_seconds: Histogram,
-    /// Commit latency (apply + flush), seconds.
-    pub commit_seconds: Histogram,
-    /// Events per commit.
-    pub batch_size: Histogram,
-    /// Messages in a NATS stream not yet read, per (topic, partition).
-    pub stream_lag: Mutex<BTreeMap<(String, u32), u64>>,
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Self {
-            events: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-            invocations: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            errors_by_kind: Mutex::new(BTreeMap::new()),
-            retries: AtomicU64::new(0),
-            dead_letters: AtomicU64::new(0),
-            outputs: AtomicU64::new(0),
-            commits: AtomicU64::new(0),
-            commit_micros: AtomicU64::new(0),
-            invoke_seconds: Histogram::new(LATENCY_BUCKETS),
-            commit_seconds: Histogram::new(LATENCY_BUCKETS),
-            batch_size: Histogram::new(SIZE_BUCKETS),
-            stream_lag: Mutex::new(BTreeMap::new()),
-        }
-    }
-}
-
-impl Stats {
-    fn record_commit(&self, events: u64, took: Duration) {
-        self.events.fetch_add(events, Ordering::Relaxed);
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.commit_micros.fetch_add(
-            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        self.commit_seconds.observe_duration(took);
-        self.batch_size.observe(events as f64);
-    }
-
-    fn record_error(&self, kind: &'static str) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.errors_by_kind).entry(kind).or_default() += 1;
-    }
-}
-
 /// The running consumer loops, per handler. Handlers start and stop
 /// independently; stopping one lets each of its loops finish and commit the
 /// batch in hand, so a restart with a new revision switches at a batch
@@ -190,10 +115,10 @@ pub struct Pipeline {
     store: Arc<Store>,
     runtime: Runtime,
     settings: PipelineConfig,
-    fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>,
-    nats: Option<Arc<Nats>>,
+    fatal: FatalSender,
+    connector: Option<Arc<dyn Connector>>,
     running: Mutex<BTreeMap<String, Running>>,
-    stats: Mutex<BTreeMap<String, Arc<Stats>>>,
+    stats: Mutex<BTreeMap<String, Arc<HandlerStats>>>,
 }
 
 struct Running {
@@ -216,23 +141,23 @@ impl Pipeline {
         store: Arc<Store>,
         runtime: &Runtime,
         settings: PipelineConfig,
-        fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>,
+        fatal: FatalSender,
     ) -> Self {
         Self {
             store,
             runtime: runtime.clone(),
             settings,
             fatal,
-            nats: None,
+            connector: None,
             running: Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Read topics bound to NATS through `nats` (and hold back handlers
-    /// whose NATS outbox is full).
-    pub fn with_nats(mut self, nats: Option<Arc<Nats>>) -> Self {
-        self.nats = nats;
+    /// Read topics bound to a broker through `connector` (and hold back
+    /// handlers whose outbox there is full).
+    pub fn with_connector(mut self, connector: Option<Arc<dyn Connector>>) -> Self {
+        self.connector = connector;
         self
     }
 
@@ -242,8 +167,8 @@ impl Pipeline {
         runtime: &Runtime,
         settings: PipelineConfig,
         plans: Vec<HandlerPlan>,
-        fatal: tokio::sync::mpsc::UnboundedSender<PipelineError>,
-    ) -> Result<Self, PipelineError> {
+        fatal: FatalSender,
+    ) -> Result<Self, Fatal> {
         let pipeline = Self::new(store, runtime, settings, fatal);
         for plan in plans {
             pipeline.run(plan)?;
@@ -253,7 +178,7 @@ impl Pipeline {
 
     /// Start one loop per partition of `plan`'s handler, first stopping the
     /// loops it already has (they finish their batch).
-    pub fn run(&self, plan: HandlerPlan) -> Result<(), PipelineError> {
+    pub fn run(&self, plan: HandlerPlan) -> Result<(), Fatal> {
         self.stop(&plan.name);
         let plan = Arc::new(plan);
         let stats = self.stats(&plan.name);
@@ -272,21 +197,17 @@ impl Pipeline {
                 runtime: self.runtime.clone(),
                 plan: plan.clone(),
                 partition,
-                nats: self.nats.clone(),
+                connector: self.connector.clone(),
                 settings: self.settings,
                 shutdown: shutdown.clone(),
                 stats: stats.clone(),
             };
             let fatal = self.fatal.clone();
+            let what = format!("consumer loop {}/{partition}", plan.name);
             let thread = std::thread::Builder::new()
                 .name(format!("weir-{}-{partition}", plan.name))
-                .spawn(move || {
-                    if let Err(e) = ctx.run() {
-                        tracing::error!(error = %e, "consumer loop stopped");
-                        let _ = fatal.send(e);
-                    }
-                })
-                .map_err(|e| PipelineError::Host(format!("cannot spawn loop: {e}")))?;
+                .spawn(move || crate::fatal::supervise_blocking(&what, || ctx.run(), &fatal))
+                .map_err(|e| Fatal::Host(format!("cannot spawn loop: {e}")))?;
             threads.push(thread);
         }
         lock(&self.running).insert(plan.name.clone(), Running { shutdown, threads });
@@ -294,11 +215,11 @@ impl Pipeline {
     }
 
     /// Whether this host runs `plan`'s loop for `partition`: always, unless
-    /// every topic it reads is bound to NATS and `nats.partitions` leaves
-    /// the partition to another host.
+    /// every topic it reads is bound to a broker and the connector leaves
+    /// the partition to another host (`nats.partitions`).
     fn owns(&self, plan: &HandlerPlan, partition: u32) -> bool {
-        self.nats.as_ref().is_none_or(|n| n.owns(partition))
-            || plan.subscribe.iter().any(|t| !self.is_nats_topic(t))
+        self.connector.as_ref().is_none_or(|c| c.owns(partition))
+            || plan.subscribe.iter().any(|t| !self.reads_from_broker(t))
     }
 
     /// Stop `handler`'s loops after their current batch; wait for them.
@@ -315,11 +236,9 @@ impl Pipeline {
         true
     }
 
-    /// Whether `topic` is read from NATS rather than the embedded log.
-    pub fn is_nats_topic(&self, topic: &str) -> bool {
-        self.nats
-            .as_ref()
-            .is_some_and(|n| n.binding(topic).is_some())
+    /// Whether `topic` is read from a broker rather than the embedded log.
+    pub fn reads_from_broker(&self, topic: &str) -> bool {
+        self.connector.as_ref().is_some_and(|c| c.binds(topic))
     }
 
     /// Whether `handler` has loops running.
@@ -328,7 +247,7 @@ impl Pipeline {
     }
 
     /// The counters of `handler` (kept across restarts of its loops).
-    pub fn stats(&self, handler: &str) -> Arc<Stats> {
+    pub fn stats(&self, handler: &str) -> Arc<HandlerStats> {
         lock(&self.stats)
             .entry(handler.to_string())
             .or_default()
@@ -354,22 +273,22 @@ struct LoopContext {
     runtime: Runtime,
     plan: Arc<HandlerPlan>,
     partition: u32,
-    nats: Option<Arc<Nats>>,
+    connector: Option<Arc<dyn Connector>>,
     settings: PipelineConfig,
     shutdown: Arc<AtomicBool>,
-    stats: Arc<Stats>,
+    stats: Arc<HandlerStats>,
 }
 
 /// Where one subscribed topic's events come from.
 enum Source {
     /// The embedded log.
     Log,
-    /// A JetStream stream.
-    Nats(Box<PartitionReader>),
+    /// A broker (see [`crate::connector`]).
+    Broker(Box<dyn PartitionReader>),
 }
 
 impl LoopContext {
-    fn run(self) -> Result<(), PipelineError> {
+    fn run(self) -> Result<(), Fatal> {
         let epoch = self.take_ownership()?;
         let mut cursors = BTreeMap::new();
         let mut sources = BTreeMap::new();
@@ -378,11 +297,11 @@ impl LoopContext {
                 let key = keys::cursor(&self.plan.name, topic, self.partition);
                 let from = self.store.get_u64(&key)?.unwrap_or(0);
                 let source = match self
-                    .nats
-                    .as_ref()
-                    .and_then(|n| n.reader(topic, self.partition, from))
+                    .connector
+                    .clone()
+                    .and_then(|c| c.reader(topic, self.partition, from))
                 {
-                    Some(reader) => Source::Nats(Box::new(reader)),
+                    Some(reader) => Source::Broker(reader),
                     None => Source::Log,
                 };
                 cursors.insert(topic.clone(), from);
@@ -392,7 +311,11 @@ impl LoopContext {
         tracing::debug!(handler = %self.plan.name, partition = self.partition, epoch, ?cursors, "consumer loop started");
         let instance: Box<dyn Invoke> = match &self.plan.code {
             HandlerCode::Component(component) => {
-                let reader = Arc::new(self.store.state_reader(&self.plan.name, self.partition));
+                let reader = Arc::new(state::PartitionState::new(
+                    &self.store,
+                    &self.plan.name,
+                    self.partition,
+                ));
                 Box::new(HandlerInstance::new(
                     &self.runtime,
                     component,
@@ -413,6 +336,7 @@ impl LoopContext {
             stats: self.stats.clone(),
             since_sweep: BTreeMap::new(),
             unflushed: None,
+            dropped_log_lines: 0,
         };
         let linger = Duration::from_millis(self.settings.linger_ms);
         while !self.shutdown.load(Ordering::SeqCst) {
@@ -430,7 +354,7 @@ impl LoopContext {
             self.read_batch(&committer.cursors, &mut sources, &mut batch)?;
             if batch.is_empty() {
                 match sources.values_mut().find_map(|s| match s {
-                    Source::Nats(r) => Some(r),
+                    Source::Broker(r) => Some(r),
                     Source::Log => None,
                 }) {
                     Some(reader) => reader.wait(Duration::from_millis(200)),
@@ -450,35 +374,33 @@ impl LoopContext {
         committer.finish()
     }
 
-    /// Whether a NATS topic this handler emits to has more outputs waiting
-    /// for the relay than its `max_outbox` (the broker is away or slow).
+    /// Whether a broker-bound topic this handler emits to has more outputs
+    /// waiting for the relay than its limit (the broker is away or slow).
     fn outbox_full(&self) -> bool {
-        let Some(nats) = &self.nats else {
+        let Some(connector) = &self.connector else {
             return false;
         };
         self.plan.settings.allowed_outputs.iter().any(|topic| {
-            nats.binding(topic).is_some_and(|b| {
-                let full = Nats::outbox_backlog(&self.store, topic) >= b.max_outbox;
-                if full {
-                    tracing::debug!(handler = %self.plan.name, topic, "NATS outbox full; pausing");
-                }
-                full
-            })
+            let full = connector.outbox_full(&self.store, topic);
+            if full {
+                tracing::debug!(handler = %self.plan.name, topic, "outbox full; pausing");
+            }
+            full
         })
     }
 
     fn record_stream_lag(&self, sources: &BTreeMap<String, Source>) {
-        let mut lags = lock(&self.stats.stream_lag);
         for (topic, source) in sources {
-            if let Source::Nats(reader) = source {
-                lags.insert((topic.clone(), self.partition), reader.lag());
+            if let Source::Broker(reader) = source {
+                self.stats
+                    .set_stream_lag(topic, self.partition, reader.lag());
             }
         }
     }
 
     /// Bump and persist this partition's fencing epoch: any older loop's
     /// next commit fails.
-    fn take_ownership(&self) -> Result<u64, PipelineError> {
+    fn take_ownership(&self) -> Result<u64, Fatal> {
         let key = keys::epoch(&self.plan.name, self.partition);
         let epoch = self.store.get_u64(&key)?.unwrap_or(0) + 1;
         let write = crate::store::Write {
@@ -490,7 +412,7 @@ impl LoopContext {
     }
 
     /// Dead letters of this partition queued for replay, oldest first.
-    fn read_replays(&self) -> Result<Vec<(Vec<u8>, Event)>, PipelineError> {
+    fn read_replays(&self) -> Result<Vec<(Vec<u8>, Event)>, Fatal> {
         let prefix = keys::replay_partition(&self.plan.name, self.partition);
         let mut out = Vec::new();
         for item in self
@@ -499,7 +421,7 @@ impl LoopContext {
             .take(self.settings.batch_size)
         {
             let (k, v) = item?;
-            out.push((k.to_vec(), crate::store::decode(&k, &v)?));
+            out.push((k.to_vec(), decode(&k, &v)?));
         }
         Ok(out)
     }
@@ -511,13 +433,13 @@ impl LoopContext {
         cursors: &BTreeMap<String, u64>,
         sources: &mut BTreeMap<String, Source>,
         batch: &mut Vec<Event>,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<(), Fatal> {
         let share = self.settings.batch_size.div_ceil(cursors.len().max(1));
         for (topic, from) in cursors {
             let have = batch.iter().filter(|e| &e.topic == topic).count();
             let want = share.saturating_sub(have);
             match sources.get_mut(topic) {
-                Some(Source::Nats(reader)) => batch.extend(reader.read(want)),
+                Some(Source::Broker(reader)) => batch.extend(reader.read(want)),
                 _ => {
                     let from = batch
                         .iter()

@@ -202,11 +202,11 @@ impl ComponentStore {
     }
 
     fn cached(&self, digest: &Digest) -> Option<LoadedComponent> {
-        crate::store::lock(&self.loaded).get(digest).cloned()
+        crate::sync::lock(&self.loaded).get(digest).cloned()
     }
 
     fn remember(&self, component: &LoadedComponent) {
-        crate::store::lock(&self.loaded).insert(component.digest.clone(), component.clone());
+        crate::sync::lock(&self.loaded).insert(component.digest.clone(), component.clone());
     }
 
     /// Validate `bytes` against the world, store them and their compiled form,

@@ -17,6 +17,7 @@ mod determinism;
 mod guest_io;
 pub mod instance;
 mod linker;
+mod mem_state;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use components::{
     ComponentError, ComponentInfo, ComponentStore, Digest, LoadedComponent, inspect,
 };
 pub use instance::{HandlerInstance, InvokeError, StateError, StateReader, StateWrites};
+pub use mem_state::MemState;
 
 /// How often the epoch ticks; deadlines are rounded up to whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -67,6 +69,29 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The bounds every handler's limits obey (config file and API alike):
+    /// on failure, the field and what is wrong.
+    pub fn check(&self) -> std::result::Result<(), (String, String)> {
+        let bounds: [(&str, u64, u64, u64); 5] = [
+            ("deadline_ms", self.deadline_ms, 1, 600_000),
+            ("memory_bytes", self.memory_bytes, 1 << 20, 4 << 30),
+            ("max_outputs", u64::from(self.max_outputs), 0, 100_000),
+            ("max_output_bytes", self.max_output_bytes, 0, 1 << 30),
+            (
+                "log_lines_per_sec",
+                u64::from(self.log_lines_per_sec),
+                0,
+                1_000_000,
+            ),
+        ];
+        for (field, value, min, max) in bounds {
+            if !(min..=max).contains(&value) {
+                return Err((field.into(), format!("must be {min}..={max}, got {value}")));
+            }
+        }
+        Ok(())
+    }
+
     /// The deadline as a duration.
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)

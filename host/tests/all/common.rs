@@ -1,8 +1,7 @@
 //! Shared helpers: paths of built guests, a runtime, in-memory state.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use weir::runtime::{StateError, StateReader};
 
@@ -24,15 +23,7 @@ pub fn guest(name: &str) -> Vec<u8> {
     std::fs::read(guest_path(name)).expect("read guest")
 }
 
-/// Committed state held in memory, standing in for the store in runtime tests.
-#[derive(Default, Clone)]
-pub struct MemState(pub Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
-
-impl StateReader for MemState {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-}
+pub use weir::runtime::MemState;
 
 /// A reader whose every read fails, as a broken disk would.
 pub struct BrokenState;

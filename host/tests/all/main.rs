@@ -6,5 +6,6 @@
 mod admin;
 mod api;
 mod common;
+mod docs;
 mod pipeline;
 mod runtime;

@@ -4,11 +4,11 @@
 //! together, and a restarted pipeline resumes without reprocessing.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use weir::config::{PipelineConfig, RetryPolicy};
-use weir::pipeline::{HandlerPlan, Pipeline, Stats};
+use weir::metrics::HandlerStats;
+use weir::pipeline::{HandlerPlan, Pipeline};
 use weir::runtime::{ComponentStore, HandlerSettings, Limits, Runtime};
 use weir::store::{Append, DeadLetter, LogRecord, Store, Write, decode, keys};
 
@@ -81,7 +81,7 @@ fn publish_ids(store: &Store, events: &[(String, &str)]) {
     store.commit(write, |_| Ok(())).unwrap();
 }
 
-fn run_until(store: &Arc<Store>, f: &Fixture, plan: HandlerPlan, events: u64) -> Arc<Stats> {
+fn run_until(store: &Arc<Store>, f: &Fixture, plan: HandlerPlan, events: u64) -> Arc<HandlerStats> {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let settings = PipelineConfig {
         batch_size: 16,
@@ -90,7 +90,7 @@ fn run_until(store: &Arc<Store>, f: &Fixture, plan: HandlerPlan, events: u64) ->
     let pipeline = Pipeline::start(store.clone(), &f.runtime, settings, vec![plan], tx).unwrap();
     let stats = pipeline.stats("h");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stats.events.load(Ordering::Relaxed) < events {
+    while stats.counts().events < events {
         assert!(Instant::now() < deadline, "pipeline did not finish");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -141,8 +141,8 @@ fn traps_are_retried_with_backoff_then_dead_lettered_without_blocking_the_partit
     let stats = run_until(&store, &f, plan(&f, "panic", retry, 1000), 4);
     // Two poison events, each: two backoffs of 10..=20 and 20..=40 ms.
     assert!(started.elapsed() >= Duration::from_millis(60));
-    assert_eq!(stats.retries.load(Ordering::Relaxed), 4);
-    assert_eq!(stats.dead_letters.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.counts().retries, 4);
+    assert_eq!(stats.counts().dead_lettered, 2);
 
     let dead = dead_letters(&store);
     assert_eq!(
@@ -197,11 +197,7 @@ fn state_and_offsets_survive_a_restart_and_duplicates_are_dropped() {
     publish_ids(&store, &[("e1".into(), "{}"), ("e3".into(), "{}")]);
     let p = plan(&f, "counter", RetryPolicy::default(), 1000);
     let stats = run_until(&store, &f, p, 2);
-    assert_eq!(
-        stats.duplicates.load(Ordering::Relaxed),
-        1,
-        "e1 again is a duplicate"
-    );
+    assert_eq!(stats.counts().duplicates, 1, "e1 again is a duplicate");
     let counts: Vec<u64> = store
         .read("out", 0, 0, 10)
         .unwrap()

@@ -116,15 +116,7 @@ fn counter_reads_its_own_writes_within_a_batch_and_across_commits() {
     let writes = counter.take_batch_writes();
     assert!(!writes.is_empty(), "counter wrote state");
     // "Commit" the batch, then a fresh instance (a restart) continues from it.
-    {
-        let mut map = committed.0.lock().unwrap();
-        for (k, v) in writes {
-            match v {
-                Some(v) => map.insert(k, v),
-                None => map.remove(&k),
-            };
-        }
-    }
+    committed.apply(writes);
     let mut restarted = f.instance_with(
         "counter",
         settings("counter", &["counts"]),

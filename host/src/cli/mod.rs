@@ -1,21 +1,28 @@
-//! The `weir` command line: `serve` runs the host; `publish` and `tail` talk
-//! to a running host over its HTTP API.
+//! The `weir` command line: argument parsing and dispatch.
 //!
-//! Owns argument parsing, human-facing output and the HTTP client. Progress
-//! and summaries go to stderr; data (tailed events) to stdout as NDJSON.
+//! `serve` runs the host ([`crate::serve`]); `new`, `build` and `run` are
+//! for handler authors ([`crate::author`]); every other command talks to a
+//! running host over its HTTP API: [`client`] (the HTTP client and how to
+//! reach a host), [`topics`] (`publish`, `tail`), [`operate`] (`deploy`,
+//! `handlers`, `rollback`, `pause`, `resume`, `rewind`, `dlq`, `status`).
+//! Progress and summaries go to stderr; data (tailed events, `--output
+//! json`) to stdout.
 
-use std::io::{BufRead, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 
-use crate::operate;
+mod client;
+mod operate;
+mod topics;
+
+pub use crate::author::Template;
 use crate::runtime::Limits;
 use crate::serve::{ServeOptions, serve};
+pub use client::{Client, HostArgs, OutputFormat};
+use operate::{DlqCommand, HandlersCommand};
 
 /// Weir: exactly-once event handlers as WebAssembly components.
 #[derive(Debug, Parser)]
@@ -165,8 +172,8 @@ pub enum Command {
         /// Crate and handler name (lowercase, `-` allowed).
         name: String,
         /// Which template.
-        #[arg(long, value_enum, default_value_t = crate::author::Template::Map)]
-        template: crate::author::Template,
+        #[arg(long, value_enum, default_value_t = Template::Map)]
+        template: Template,
         /// Create it under this directory.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -219,69 +226,6 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("`{s}` is not key=value"))
 }
-/// How to reach a running host, and how to print.
-#[derive(Debug, Clone, clap::Args)]
-pub struct HostArgs {
-    /// Base URL of the host's HTTP API.
-    #[arg(
-        long,
-        global = true,
-        env = "WEIR_ADDR",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub addr: String,
-    /// Bearer token, if the host requires one.
-    #[arg(long, global = true, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Output for people (`human`) or scripts (`json`).
-    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Human)]
-    pub output: OutputFormat,
-}
-
-/// How commands print their results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// Tables and sentences.
-    Human,
-    /// The API's JSON answer.
-    Json,
-}
-
-/// `weir handlers` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum HandlersCommand {
-    /// List handlers.
-    Ls,
-    /// Show one handler: spec, revisions, partitions, counters.
-    Show {
-        /// Handler name.
-        name: String,
-    },
-}
-
-/// `weir dlq` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum DlqCommand {
-    /// List a handler's dead letters.
-    Ls {
-        /// Handler name.
-        name: String,
-    },
-    /// Process dead letters again with the handler's active revision.
-    Replay {
-        /// Handler name.
-        name: String,
-        /// Only these message IDs (all when absent).
-        #[arg(long = "id")]
-        ids: Vec<String>,
-    },
-    /// Delete a handler's dead letters.
-    Purge {
-        /// Handler name.
-        name: String,
-    },
-}
-
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -307,14 +251,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             batch,
             host,
-        } => publish(&Client::for_host(&host), &topic, file, batch.max(1)),
+        } => topics::publish(&Client::for_host(&host), &topic, file, batch.max(1)),
         Command::Tail {
             topic,
             from_beginning,
             follow,
             partition,
             host,
-        } => tail(
+        } => topics::tail(
             &Client::for_host(&host),
             &topic,
             from_beginning,
@@ -330,7 +274,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             host,
         } => {
-            let spec = DeploySpec {
+            let spec = operate::DeploySpec {
                 file,
                 component,
                 subscribe,
@@ -347,21 +291,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             revision,
             host,
-        } => {
-            let body = serde_json::json!({ "revision": revision });
-            let path = format!("/v1/handlers/{name}/rollback");
-            let v = Client::for_host(&host).send("POST", &path, Some(&body))?;
-            operate::print_handler(&v["handler"], host.output, &format!("rolled back {name}"))
-        }
+        } => operate::rollback(&Client::for_host(&host), &name, revision, host.output),
         Command::Pause { name, host } => {
-            let path = format!("/v1/handlers/{name}/pause");
-            let v = Client::for_host(&host).send("POST", &path, None)?;
-            operate::print_handler(&v["handler"], host.output, &format!("paused {name}"))
+            operate::set_paused(&Client::for_host(&host), &name, true, host.output)
         }
         Command::Resume { name, host } => {
-            let path = format!("/v1/handlers/{name}/resume");
-            let v = Client::for_host(&host).send("POST", &path, None)?;
-            operate::print_handler(&v["handler"], host.output, &format!("resumed {name}"))
+            operate::set_paused(&Client::for_host(&host), &name, false, host.output)
         }
         Command::Rewind {
             name,
@@ -405,208 +340,5 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Limits::default()
             },
         }),
-    }
-}
-
-/// What `weir deploy` was given.
-#[derive(Debug)]
-pub struct DeploySpec {
-    /// Handler TOML.
-    pub file: Option<PathBuf>,
-    /// Component path.
-    pub component: Option<PathBuf>,
-    /// Topics consumed.
-    pub subscribe: Vec<String>,
-    /// Output topics.
-    pub outputs: Vec<String>,
-    /// Extra config.
-    pub config: Vec<(String, String)>,
-}
-
-/// A small blocking client for the HTTP API with clear errors.
-pub struct Client {
-    base: String,
-    token: Option<String>,
-    agent: ureq::Agent,
-}
-
-impl Client {
-    /// A client for the host at `base` (e.g. `http://127.0.0.1:7070`).
-    pub fn new(base: &str) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        Self {
-            base: base.trim_end_matches('/').to_string(),
-            token: None,
-            agent,
-        }
-    }
-
-    /// A client for `host`, with its token.
-    pub fn for_host(host: &HostArgs) -> Self {
-        let mut client = Self::new(&host.addr);
-        client.token = host.token.clone().filter(|t| !t.is_empty());
-        client
-    }
-
-    fn auth<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.token {
-            Some(t) => request.header("authorization", format!("Bearer {t}")),
-            None => request,
-        }
-    }
-
-    /// Send `method` to `path` with an optional JSON body.
-    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let url = self.url(path);
-        let response = match (method, body) {
-            ("PUT", Some(b)) => self.auth(self.agent.put(&url)).send_json(b),
-            ("POST", Some(b)) => self.auth(self.agent.post(&url)).send_json(b),
-            ("POST", None) => self.auth(self.agent.post(&url)).send_empty(),
-            ("DELETE", _) => self.auth(self.agent.delete(&url)).call(),
-            _ => self.auth(self.agent.get(&url)).call(),
-        };
-        self.answer(response)
-    }
-
-    /// POST raw bytes to `path`.
-    pub fn post_bytes(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
-        let response = self
-            .auth(self.agent.post(&self.url(path)))
-            .header("content-type", "application/wasm")
-            .send(body);
-        self.answer(response)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// GET `path` and decode the JSON answer.
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self.auth(self.agent.get(&self.url(path))).call();
-        self.answer(response)
-    }
-
-    /// POST `body` as NDJSON to `path`.
-    pub fn post_ndjson(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
-        let response = self
-            .auth(self.agent.post(&self.url(path)))
-            .header("content-type", "application/x-ndjson")
-            .send(&body[..]);
-        self.answer(response)
-    }
-
-    fn answer(
-        &self,
-        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<Value> {
-        let mut response = response.map_err(|e| {
-            anyhow::anyhow!("cannot reach weir at {}: {e}; is `weir serve` running there? (set --addr or WEIR_ADDR)", self.base)
-        })?;
-        let status = response.status();
-        let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(body);
-        }
-        let code = body["error"]["code"].as_str().unwrap_or("http_error");
-        let message = body["error"]["message"].as_str().unwrap_or("(no message)");
-        bail!("weir answered {status} {code}: {message}")
-    }
-}
-
-fn publish(
-    client: &Client,
-    topic: &str,
-    file: Option<PathBuf>,
-    batch: usize,
-) -> anyhow::Result<()> {
-    let reader: Box<dyn BufRead> = match &file {
-        Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufReader::new(
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        )),
-        _ => Box::new(std::io::stdin().lock()),
-    };
-    let path = format!("/v1/topics/{topic}/events");
-    let (mut sent, mut chunk, mut lines) = (0usize, Vec::new(), 0usize);
-    let mut flush = |chunk: &mut Vec<u8>, lines: &mut usize| -> anyhow::Result<()> {
-        if *lines == 0 {
-            return Ok(());
-        }
-        client
-            .post_ndjson(&path, std::mem::take(chunk))
-            .with_context(|| format!("after {sent} events were published"))?;
-        sent += *lines;
-        *lines = 0;
-        eprint!("\rpublished {sent} events to {topic}");
-        Ok(())
-    };
-    for line in reader.lines() {
-        let line = line.context("cannot read input")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        chunk.extend_from_slice(line.as_bytes());
-        chunk.push(b'\n');
-        lines += 1;
-        if lines >= batch {
-            flush(&mut chunk, &mut lines)?;
-        }
-    }
-    flush(&mut chunk, &mut lines)?;
-    eprintln!();
-    Ok(())
-}
-
-fn tail(
-    client: &Client,
-    topic: &str,
-    from_beginning: bool,
-    follow: bool,
-    only: Option<u32>,
-) -> anyhow::Result<()> {
-    let topics = client.get("/v1/topics")?;
-    let Some(info) = topics["topics"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["name"] == topic))
-    else {
-        bail!("unknown topic `{topic}` on {}", client.base);
-    };
-    let heads: Vec<u64> = info["heads"]
-        .as_array()
-        .map(|h| h.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default();
-    let mut cursors: Vec<(u32, u64)> = heads
-        .iter()
-        .enumerate()
-        .filter_map(|(p, head)| {
-            let p = u32::try_from(p).ok()?;
-            (only.is_none() || only == Some(p))
-                .then_some((p, if from_beginning { 0 } else { *head }))
-        })
-        .collect();
-    let stdout = std::io::stdout();
-    loop {
-        let mut progressed = false;
-        for (partition, from) in &mut cursors {
-            let page = client.get(&format!(
-                "/v1/topics/{topic}/events?partition={partition}&from={from}&limit=1000"
-            ))?;
-            let mut out = stdout.lock();
-            for event in page["events"].as_array().into_iter().flatten() {
-                writeln!(out, "{event}")?;
-                progressed = true;
-            }
-            *from = page["next"].as_u64().unwrap_or(*from);
-        }
-        if !progressed {
-            if !follow {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 }

@@ -242,11 +242,15 @@ impl Default for TopicConfig {
 }
 
 /// One handler: a component, what it reads and writes, and its policies.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The config file names the component by path ([`HandlerConfig`]); the
+/// API by the digest of an uploaded component (`HandlerSpec<String>`, the
+/// form stored in each revision). One definition, one default, one check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HandlerConfig {
-    /// Path of the component (`.wasm`), relative to the config file.
-    pub component: PathBuf,
+pub struct HandlerSpec<C = String> {
+    /// The component: a `.wasm` path relative to the config file, or (API)
+    /// the digest `sha256:<64 hex>` returned by `POST /v1/components`.
+    pub component: C,
     /// Topics the handler consumes.
     pub subscribe: Vec<String>,
     /// Topics the handler may emit to.
@@ -266,11 +270,67 @@ pub struct HandlerConfig {
     pub config: BTreeMap<String, String>,
 }
 
+/// A handler as the config file declares it: its component by path.
+pub type HandlerConfig = HandlerSpec<PathBuf>;
+
+/// The default dedup window, in source positions per partition.
+pub const DEFAULT_DEDUP_WINDOW: u64 = 1_000_000;
+
 fn default_dedup_window() -> u64 {
-    1_000_000
+    DEFAULT_DEDUP_WINDOW
 }
 
-/// Exponential backoff with jitter, then dead-letter.
+impl<C> HandlerSpec<C> {
+    /// A spec for `component` with no topics and every default.
+    pub fn new(component: C) -> Self {
+        Self {
+            component,
+            subscribe: Vec::new(),
+            outputs: Vec::new(),
+            limits: Limits::default(),
+            retry: RetryPolicy::default(),
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+            config: BTreeMap::new(),
+        }
+    }
+
+    /// The same spec naming its component by `component`.
+    pub fn with_component<D>(&self, component: D) -> HandlerSpec<D> {
+        HandlerSpec {
+            component,
+            subscribe: self.subscribe.clone(),
+            outputs: self.outputs.clone(),
+            limits: self.limits.clone(),
+            retry: self.retry,
+            dedup_window: self.dedup_window,
+            config: self.config.clone(),
+        }
+    }
+
+    /// The rules every spec obeys, from the config file or the API. On
+    /// failure: the field's path (below the handler) and what is wrong.
+    /// Topic existence is checked by the caller, which knows the topics.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if self.subscribe.is_empty() {
+            return Err(("subscribe".into(), "subscribe to at least one topic".into()));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(("retry.max_attempts".into(), "must be at least 1".into()));
+        }
+        self.retry
+            .check()
+            .map_err(|(k, m)| (format!("retry.{k}"), m))?;
+        self.limits
+            .check()
+            .map_err(|(k, m)| (format!("limits.{k}"), m))?;
+        if self.dedup_window == 0 {
+            return Err(("dedup_window".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Exponential backoff with equal jitter, then dead-letter.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
@@ -280,6 +340,25 @@ pub struct RetryPolicy {
     pub initial_backoff_ms: u64,
     /// Backoff ceiling.
     pub max_backoff_ms: u64,
+}
+
+impl RetryPolicy {
+    /// Bounds of the policy: the field and what is wrong.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        const HOUR_MS: u64 = 3_600_000;
+        if self.max_attempts > 1_000 {
+            return Err(("max_attempts".into(), "must be at most 1000".into()));
+        }
+        for (field, ms) in [
+            ("initial_backoff_ms", self.initial_backoff_ms),
+            ("max_backoff_ms", self.max_backoff_ms),
+        ] {
+            if ms > HOUR_MS {
+                return Err((field.into(), "must be at most 3600000 (an hour)".into()));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for RetryPolicy {
@@ -403,9 +482,7 @@ impl Config {
         for (name, h) in &self.handlers {
             let key = |k: &str| format!("handlers.{name}.{k}");
             check_name(name).map_err(|m| (format!("handlers.{name}"), m))?;
-            if h.subscribe.is_empty() {
-                return Err((key("subscribe"), "subscribe to at least one topic".into()));
-            }
+            h.check().map_err(|(k, m)| (key(&k), m))?;
             for (field, topics) in [("subscribe", &h.subscribe), ("outputs", &h.outputs)] {
                 if let Some(t) = topics.iter().find(|t| !self.topics.contains_key(*t)) {
                     return Err((
@@ -423,15 +500,6 @@ impl Config {
                 return Err((
                     key("outputs"),
                     format!("topic `{t}` is published to NATS, so its subject cannot hold `*`"),
-                ));
-            }
-            if h.retry.max_attempts == 0 {
-                return Err((key("retry.max_attempts"), "must be at least 1".into()));
-            }
-            if h.limits.deadline_ms == 0 || h.limits.memory_bytes < (1 << 20) {
-                return Err((
-                    key("limits"),
-                    "deadline_ms must be > 0 and memory_bytes at least 1 MiB".into(),
                 ));
             }
         }
@@ -491,112 +559,4 @@ fn interpolate(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Stri
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-        data_dir = "${DATA:-data}"
-        [pipeline]
-        batch_size = 10
-        [topics.orders]
-        partitions = 4
-        [topics.enriched]
-        [handlers.enrich]
-        component = "map.wasm"
-        subscribe = ["orders"]
-        outputs = ["enriched"]
-        limits = { deadline_ms = 50 }
-        config = { greeting = "${GREETING}" }
-    "#;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        let env = |v: &str| (v == "GREETING").then(|| "hi".to_string());
-        Config::parse(text, Path::new("weir.toml"), Path::new("/etc/weir"), env)
-    }
-
-    fn key_of(text: &str) -> String {
-        match parse(text) {
-            Err(ConfigError::Invalid { key, .. }) => key,
-            other => panic!("expected invalid config, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn parses_defaults_paths_and_variables() {
-        let c = parse(GOOD).unwrap();
-        assert_eq!(c.data_dir, Some(PathBuf::from("/etc/weir/data")));
-        assert_eq!(c.topics["orders"].partitions, 4);
-        assert_eq!(c.topics["enriched"].partitions, 1);
-        let h = &c.handlers["enrich"];
-        assert_eq!(h.component, PathBuf::from("/etc/weir/map.wasm"));
-        assert_eq!(h.limits.deadline_ms, 50);
-        assert_eq!(h.limits.memory_bytes, Limits::default().memory_bytes);
-        assert_eq!(h.config["greeting"], "hi");
-        assert_eq!(c.pipeline.batch_size, 10);
-    }
-
-    #[test]
-    fn unknown_keys_are_named_by_path() {
-        let text = GOOD.replace("deadline_ms = 50", "dedline_ms = 50");
-        assert_eq!(key_of(&text), "handlers.enrich.limits.dedline_ms");
-        let text = GOOD.replace("[pipeline]", "[pipeline]\nturbo = true");
-        assert_eq!(key_of(&text), "pipeline.turbo");
-    }
-
-    #[test]
-    fn bad_values_are_named_by_path() {
-        let text = GOOD.replace("partitions = 4", "partitions = \"four\"");
-        assert_eq!(key_of(&text), "topics.orders.partitions");
-        let text = GOOD.replace("partitions = 4", "partitions = 0");
-        assert_eq!(key_of(&text), "topics.orders.partitions");
-        let text = GOOD.replace("outputs = [\"enriched\"]", "outputs = [\"nowhere\"]");
-        assert_eq!(key_of(&text), "handlers.enrich.outputs");
-        let text = GOOD.replace("[topics.orders]", "[topics.\"bad name\"]");
-        assert!(key_of(&text).starts_with("topics.bad name"));
-    }
-
-    #[test]
-    fn malformed_toml_and_missing_variables_are_clear() {
-        assert!(matches!(parse("[[["), Err(ConfigError::Invalid { .. })));
-        let text = GOOD.replace("${GREETING}", "${NOPE}");
-        match parse(&text) {
-            Err(e @ ConfigError::MissingVar { .. }) => assert!(e.to_string().contains("NOPE")),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn nats_bindings_are_checked() {
-        let bound = GOOD.replace(
-            "partitions = 4",
-            "partitions = 4\nnats = { stream = \"ORDERS\", subject = \"orders.{partition}\" }",
-        );
-        assert_eq!(key_of(&bound), "topics.orders.nats.stream");
-        let with_nats = format!(
-            "{bound}\n[nats]\nurls = [\"nats://127.0.0.1:4333\"]\ncredentials_file = \"weir.creds\""
-        );
-        let c = parse(&with_nats).unwrap();
-        let b = c.topics["orders"].nats.as_ref().unwrap();
-        assert_eq!(b.subject_of(3), "orders.3");
-        assert_eq!(b.msg_id_header, "Nats-Msg-Id");
-        assert!(b.create_stream);
-        let nats = c.nats.unwrap();
-        assert_eq!(
-            nats.credentials_file,
-            Some(PathBuf::from("/etc/weir/weir.creds"))
-        );
-        assert_eq!(nats.ack_timeout_ms, 5_000);
-        let one_subject = with_nats.replace("orders.{partition}", "orders");
-        assert_eq!(key_of(&one_subject), "topics.orders.nats.subject");
-        let no_urls = with_nats.replace("urls = [\"nats://127.0.0.1:4333\"]", "urls = []");
-        assert_eq!(key_of(&no_urls), "nats.urls");
-    }
-
-    #[test]
-    fn interpolation_escapes_and_defaults() {
-        let env = |_: &str| None;
-        assert_eq!(interpolate("a$${b}c", &env).unwrap(), "a${b}c");
-        assert_eq!(interpolate("${X:-}", &env).unwrap(), "");
-        assert_eq!(interpolate("x${Y:-1}y", &env).unwrap(), "x1y");
-    }
-}
+mod tests;

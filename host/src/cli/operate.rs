@@ -1,12 +1,67 @@
 //! The operator commands of the CLI (`deploy`, `handlers`, `rollback`,
 //! `pause`, `resume`, `rewind`, `dlq`, `status`): requests to the admin API
 //! and their human-readable output (`--output json` prints the API's answer).
+//! Their arguments are parsed in [`super`].
+
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::cli::{Client, DeploySpec, DlqCommand, HandlersCommand, OutputFormat};
+use clap::Subcommand;
+
+use super::client::{Client, OutputFormat};
 use crate::config::HandlerConfig;
+
+/// What `weir deploy` was given.
+#[derive(Debug)]
+pub struct DeploySpec {
+    /// Handler TOML.
+    pub file: Option<PathBuf>,
+    /// Component path.
+    pub component: Option<PathBuf>,
+    /// Topics consumed.
+    pub subscribe: Vec<String>,
+    /// Output topics.
+    pub outputs: Vec<String>,
+    /// Extra config.
+    pub config: Vec<(String, String)>,
+}
+
+/// `weir handlers` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HandlersCommand {
+    /// List handlers.
+    Ls,
+    /// Show one handler: spec, revisions, partitions, counters.
+    Show {
+        /// Handler name.
+        name: String,
+    },
+}
+
+/// `weir dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List a handler's dead letters.
+    Ls {
+        /// Handler name.
+        name: String,
+    },
+    /// Process dead letters again with the handler's active revision.
+    Replay {
+        /// Handler name.
+        name: String,
+        /// Only these message IDs (all when absent).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
+    /// Delete a handler's dead letters.
+    Purge {
+        /// Handler name.
+        name: String,
+    },
+}
 
 /// Upload the component and PUT the handler spec.
 pub fn deploy(client: &Client, name: &str, spec: DeploySpec) -> anyhow::Result<Value> {
@@ -23,15 +78,7 @@ pub fn deploy(client: &Client, name: &str, spec: DeploySpec) -> anyhow::Result<V
             }
             h
         }
-        None => HandlerConfig {
-            component: spec.component.clone().unwrap_or_default(),
-            subscribe: Vec::new(),
-            outputs: Vec::new(),
-            limits: Default::default(),
-            retry: Default::default(),
-            dedup_window: 1_000_000,
-            config: Default::default(),
-        },
+        None => HandlerConfig::new(spec.component.clone().unwrap_or_default()),
     };
     if let Some(c) = spec.component {
         handler.component = c;
@@ -55,16 +102,37 @@ pub fn deploy(client: &Client, name: &str, spec: DeploySpec) -> anyhow::Result<V
         handler.component.display(),
         bytes.len()
     );
-    let body = json!({
-        "component": digest,
-        "subscribe": handler.subscribe,
-        "outputs": handler.outputs,
-        "limits": handler.limits,
-        "retry": handler.retry,
-        "dedup_window": handler.dedup_window,
-        "config": handler.config,
-    });
+    let body = serde_json::to_value(handler.with_component(digest))?;
     client.send("PUT", &format!("/v1/handlers/{name}"), Some(&body))
+}
+
+/// Roll `name` back to `revision`, or to the one before the active one.
+pub fn rollback(
+    client: &Client,
+    name: &str,
+    revision: Option<u32>,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let body = json!({ "revision": revision });
+    let path = format!("/v1/handlers/{name}/rollback");
+    let v = client.send("POST", &path, Some(&body))?;
+    print_handler(&v["handler"], output, &format!("rolled back {name}"))
+}
+
+/// Pause (`true`) or resume (`false`) `name`.
+pub fn set_paused(
+    client: &Client,
+    name: &str,
+    paused: bool,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let (verb, done) = if paused {
+        ("pause", "paused")
+    } else {
+        ("resume", "resumed")
+    };
+    let v = client.send("POST", &format!("/v1/handlers/{name}/{verb}"), None)?;
+    print_handler(&v["handler"], output, &format!("{done} {name}"))
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {

@@ -1,0 +1,86 @@
+//! `GET /metrics`: gathers the handlers' and relays' stats, the topic heads
+//! and the NATS state, and renders them with [`crate::metrics::Exposition`].
+
+use crate::clock::now_ms;
+use crate::handlers::Handlers;
+use crate::metrics::{Exposition, names::*};
+use crate::nats::Nats;
+use crate::store::Store;
+
+/// Every metric in the Prometheus text format.
+pub(crate) fn render(handlers: &Handlers, store: &Store, nats: Option<&Nats>) -> String {
+    let mut out = Exposition::default();
+    let listed = handlers.list().unwrap_or_default();
+    let pipeline = handlers.pipeline();
+    let stats: Vec<_> = listed
+        .iter()
+        .map(|(name, _)| (name.clone(), pipeline.stats(name)))
+        .collect();
+    out.handlers(&stats);
+    out.family(RUNNING, "gauge", "1 if the handler's loops run.");
+    for (handler, _) in &listed {
+        let running = u8::from(pipeline.is_running(handler));
+        out.sample(RUNNING, &format!("handler=\"{handler}\""), running);
+    }
+    out.family(LAG, "gauge", "Events not yet processed, per partition.");
+    for (handler, _) in &listed {
+        for p in handlers.partitions(handler).unwrap_or_default() {
+            let labels = format!(
+                "handler=\"{handler}\",topic=\"{}\",partition=\"{}\"",
+                p.topic, p.partition
+            );
+            out.sample(LAG, &labels, p.lag);
+        }
+    }
+    out.family(TOPIC_HEAD, "gauge", "Next offset of each topic partition.");
+    for (topic, partitions) in store.topics() {
+        for p in 0..partitions {
+            let labels = format!("topic=\"{topic}\",partition=\"{p}\"");
+            out.sample(TOPIC_HEAD, &labels, store.durable_head(&topic, p));
+        }
+    }
+    if let Some(nats) = nats {
+        out.family(
+            NATS_CONNECTED,
+            "gauge",
+            "1 while the NATS client is connected.",
+        );
+        out.sample(NATS_CONNECTED, "", u8::from(nats.is_connected()));
+        out.stream_lags(&stats);
+        outbox(&mut out, nats, store);
+        out.relays(nats.relay_stats().iter());
+    }
+    out.finish()
+}
+
+/// The backlog and the age of the oldest output of every relayed partition.
+fn outbox(out: &mut Exposition, nats: &Nats, store: &Store) {
+    let now = now_ms();
+    let mut ages = Vec::new();
+    out.family(
+        OUTBOX_BACKLOG,
+        "gauge",
+        "Committed outputs waiting for the relay.",
+    );
+    for topic in nats.relay_stats().keys() {
+        for p in 0..store.partitions(topic).unwrap_or(0) {
+            let labels = format!("topic=\"{topic}\",partition=\"{p}\"");
+            out.sample(OUTBOX_BACKLOG, &labels, store.backlog(topic, p));
+            let oldest = store
+                .earliest(topic, p)
+                .and_then(|first| store.read(topic, p, first, 1))
+                .ok()
+                .and_then(|r| r.first().map(|e| e.timestamp_ms));
+            let age = oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
+            ages.push((labels, age));
+        }
+    }
+    out.family(
+        RELAY_LAG,
+        "gauge",
+        "Age in seconds of the oldest output waiting for the relay.",
+    );
+    for (labels, age) in ages {
+        out.sample(RELAY_LAG, &labels, age);
+    }
+}

@@ -1,0 +1,109 @@
+//! Config parsing and checking: paths in errors, defaults, interpolation, NATS bindings.
+
+use super::*;
+
+const GOOD: &str = r#"
+    data_dir = "${DATA:-data}"
+    [pipeline]
+    batch_size = 10
+    [topics.orders]
+    partitions = 4
+    [topics.enriched]
+    [handlers.enrich]
+    component = "map.wasm"
+    subscribe = ["orders"]
+    outputs = ["enriched"]
+    limits = { deadline_ms = 50 }
+    config = { greeting = "${GREETING}" }
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let env = |v: &str| (v == "GREETING").then(|| "hi".to_string());
+    Config::parse(text, Path::new("weir.toml"), Path::new("/etc/weir"), env)
+}
+
+fn key_of(text: &str) -> String {
+    match parse(text) {
+        Err(ConfigError::Invalid { key, .. }) => key,
+        other => panic!("expected invalid config, got {other:?}"),
+    }
+}
+
+#[test]
+fn parses_defaults_paths_and_variables() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.data_dir, Some(PathBuf::from("/etc/weir/data")));
+    assert_eq!(c.topics["orders"].partitions, 4);
+    assert_eq!(c.topics["enriched"].partitions, 1);
+    let h = &c.handlers["enrich"];
+    assert_eq!(h.component, PathBuf::from("/etc/weir/map.wasm"));
+    assert_eq!(h.limits.deadline_ms, 50);
+    assert_eq!(h.limits.memory_bytes, Limits::default().memory_bytes);
+    assert_eq!(h.config["greeting"], "hi");
+    assert_eq!(c.pipeline.batch_size, 10);
+}
+
+#[test]
+fn unknown_keys_are_named_by_path() {
+    let text = GOOD.replace("deadline_ms = 50", "dedline_ms = 50");
+    assert_eq!(key_of(&text), "handlers.enrich.limits.dedline_ms");
+    let text = GOOD.replace("[pipeline]", "[pipeline]\nturbo = true");
+    assert_eq!(key_of(&text), "pipeline.turbo");
+}
+
+#[test]
+fn bad_values_are_named_by_path() {
+    let text = GOOD.replace("partitions = 4", "partitions = \"four\"");
+    assert_eq!(key_of(&text), "topics.orders.partitions");
+    let text = GOOD.replace("partitions = 4", "partitions = 0");
+    assert_eq!(key_of(&text), "topics.orders.partitions");
+    let text = GOOD.replace("outputs = [\"enriched\"]", "outputs = [\"nowhere\"]");
+    assert_eq!(key_of(&text), "handlers.enrich.outputs");
+    let text = GOOD.replace("[topics.orders]", "[topics.\"bad name\"]");
+    assert!(key_of(&text).starts_with("topics.bad name"));
+}
+
+#[test]
+fn malformed_toml_and_missing_variables_are_clear() {
+    assert!(matches!(parse("[[["), Err(ConfigError::Invalid { .. })));
+    let text = GOOD.replace("${GREETING}", "${NOPE}");
+    match parse(&text) {
+        Err(e @ ConfigError::MissingVar { .. }) => assert!(e.to_string().contains("NOPE")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn nats_bindings_are_checked() {
+    let bound = GOOD.replace(
+        "partitions = 4",
+        "partitions = 4\nnats = { stream = \"ORDERS\", subject = \"orders.{partition}\" }",
+    );
+    assert_eq!(key_of(&bound), "topics.orders.nats.stream");
+    let with_nats = format!(
+        "{bound}\n[nats]\nurls = [\"nats://127.0.0.1:4333\"]\ncredentials_file = \"weir.creds\""
+    );
+    let c = parse(&with_nats).unwrap();
+    let b = c.topics["orders"].nats.as_ref().unwrap();
+    assert_eq!(b.subject_of(3), "orders.3");
+    assert_eq!(b.msg_id_header, "Nats-Msg-Id");
+    assert!(b.create_stream);
+    let nats = c.nats.unwrap();
+    assert_eq!(
+        nats.credentials_file,
+        Some(PathBuf::from("/etc/weir/weir.creds"))
+    );
+    assert_eq!(nats.ack_timeout_ms, 5_000);
+    let one_subject = with_nats.replace("orders.{partition}", "orders");
+    assert_eq!(key_of(&one_subject), "topics.orders.nats.subject");
+    let no_urls = with_nats.replace("urls = [\"nats://127.0.0.1:4333\"]", "urls = []");
+    assert_eq!(key_of(&no_urls), "nats.urls");
+}
+
+#[test]
+fn interpolation_escapes_and_defaults() {
+    let env = |_: &str| None;
+    assert_eq!(interpolate("a$${b}c", &env).unwrap(), "a${b}c");
+    assert_eq!(interpolate("${X:-}", &env).unwrap(), "");
+    assert_eq!(interpolate("x${Y:-1}y", &env).unwrap(), "x1y");
+}
