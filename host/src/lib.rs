@@ -3,7 +3,7 @@
 //!
 //! The modules are layered, dependencies pointing down only (see
 //! `docs/architecture.md`): foundations ([`event`], [`metrics`], [`store`],
-//! [`runtime`]), then [`config`], the [`connector`] interface and the
+//! [`runtime`], [`cluster`]), then [`config`], the [`connector`] interface and the
 //! [`fatal`] error, the [`pipeline`] with the commit protocol
 //! ([`pipeline::commit`]), the [`nats`] connector, [`handlers`], the
 //! [`admin`] API, and the `weir` binary's [`cli`].
@@ -15,6 +15,7 @@ pub mod admin;
 pub(crate) mod author;
 pub mod cli;
 pub(crate) mod clock;
+pub mod cluster;
 pub mod config;
 pub mod connector;
 pub mod event;

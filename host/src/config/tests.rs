@@ -101,6 +101,25 @@ fn nats_bindings_are_checked() {
 }
 
 #[test]
+fn cluster_section_is_checked() {
+    let nats = "[nats]\nurls = [\"nats://127.0.0.1:4222\"]\n";
+    let text = format!("{GOOD}\n{nats}[cluster]\nname = \"prod\"\nlease_ttl_ms = 6000\n");
+    let c = parse(&text).unwrap().cluster.unwrap();
+    assert_eq!(c.name, "prod");
+    assert_eq!(c.lease_ttl_ms, 6_000);
+    assert_eq!(
+        c.renew_interval_ms,
+        ClusterConfig::default().renew_interval_ms
+    );
+    let typo = format!("{GOOD}\n{nats}[cluster]\nlease_tll_ms = 6000\n");
+    assert_eq!(key_of(&typo), "cluster.lease_tll_ms");
+    let slow = format!("{GOOD}\n{nats}[cluster]\nrenew_interval_ms = 9000\n");
+    assert_eq!(key_of(&slow), "cluster.renew_interval_ms");
+    let no_nats = format!("{GOOD}\n[cluster]\n");
+    assert_eq!(key_of(&no_nats), "cluster");
+}
+
+#[test]
 fn interpolation_escapes_and_defaults() {
     let env = |_: &str| None;
     assert_eq!(interpolate("a$${b}c", &env).unwrap(), "a${b}c");

@@ -1,0 +1,251 @@
+//! Leases on a real 3-node JetStream cluster (R3 buckets): even spread,
+//! rebalance on join, take-over after a crash, hand-over on shutdown, a
+//! paused host giving up before anyone else takes over, and a NATS node
+//! killed under the managers.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use weir::cluster::{LeaseStatus, PartitionKey};
+use weir_e2e::nats_cluster::NatsCluster;
+
+use crate::hosts::{Event, TestHost, config, counts, partitions, wait_for};
+
+/// 12 + 3 partitions: 5 per host on 3 hosts (4 + 1), 8 and 7 on two.
+fn workload() -> Vec<PartitionKey> {
+    partitions(&[("orders", 12), ("audit", 3)])
+}
+
+fn even(o: &BTreeMap<PartitionKey, Vec<(String, u64)>>, hosts: usize) -> bool {
+    let c = counts(o);
+    o.len() == 15 && c.len() == hosts && c.values().max().unwrap() - c.values().min().unwrap() <= 1
+}
+
+async fn three_hosts(nats: &NatsCluster, name: &str, ttl_ms: u64) -> Vec<TestHost> {
+    let cfg = config(name, ttl_ms);
+    let mut hosts = Vec::new();
+    for i in 0..3 {
+        let urls = nats.urls_from(i);
+        hosts.push(TestHost::start(&urls, &cfg, &format!("h{i}"), workload()).await);
+    }
+    let refs: Vec<&TestHost> = hosts.iter().collect();
+    wait_for(&refs, Duration::from_secs(20), "an even spread", |o| {
+        even(o, 3)
+    })
+    .await;
+    hosts
+}
+
+fn epochs_of(h: &TestHost) -> BTreeMap<PartitionKey, u64> {
+    h.owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_share_partitions_evenly_and_rebalance_on_join() {
+    let nats = NatsCluster::start(3);
+    let cfg = config("join", 3_000);
+    let h0 = TestHost::start(&nats.urls_from(0), &cfg, "h0", workload()).await;
+    wait_for(&[&h0], Duration::from_secs(10), "h0 alone to own all", |o| {
+        o.len() == 15
+    })
+    .await;
+    let joined = Instant::now();
+    let h1 = TestHost::start(&nats.urls_from(1), &cfg, "h1", workload()).await;
+    let h2 = TestHost::start(&nats.urls_from(2), &cfg, "h2", workload()).await;
+    let took = wait_for(&[&h0, &h1, &h2], Duration::from_secs(20), "even", |o| {
+        let c = counts(o);
+        o.len() == 15 && c.len() == 3 && c.values().all(|&n| n == 5)
+    })
+    .await;
+    eprintln!(
+        "rebalance after two joins: {:?} (since first join {:?})",
+        took,
+        joined.elapsed()
+    );
+    // Each handler's partitions are spread evenly too.
+    for h in [&h0, &h1, &h2] {
+        let owned = h.owned();
+        assert_eq!(owned.keys().filter(|p| p.handler == "orders").count(), 4);
+        assert_eq!(owned.keys().filter(|p| p.handler == "audit").count(), 1);
+    }
+    // h0 handed its extra partitions over (it was not cut off).
+    let handed = h0
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Ended { status: LeaseStatus::HandOver, .. }))
+        .count();
+    assert_eq!(handed, 10, "h0 keeps 5 of 15");
+    assert!(!h0.events().iter().any(
+        |e| matches!(e, Event::Ended { status: LeaseStatus::Lost, .. })
+    ));
+    assert!(
+        took < Duration::from_secs(3),
+        "a join moves partitions by hand-over, without waiting for a TTL"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_hosts_partitions_move_after_the_ttl_with_higher_epochs() {
+    let nats = NatsCluster::start(3);
+    let ttl = Duration::from_millis(3_000);
+    let mut hosts = three_hosts(&nats, "crash", 3_000).await;
+    let before = epochs_of(&hosts[2]);
+    hosts[2].crash();
+    let [h0, h1, _] = &hosts[..] else {
+        unreachable!()
+    };
+    let took = wait_for(&[h0, h1], Duration::from_secs(20), "take-over", |o| {
+        even(o, 2)
+    })
+    .await;
+    eprintln!("take-over after a crash: {took:?} (TTL {ttl:?})");
+    // Nobody could take a lease before the broker expired it.
+    let renew = Duration::from_millis(config("x", 3_000).renew_interval_ms);
+    assert!(took >= ttl - renew, "took over in {took:?}, before the TTL");
+    assert!(took <= 2 * ttl, "take-over took {took:?}, over twice the TTL");
+    let after: BTreeMap<_, _> = h0.owned().into_iter().chain(h1.owned()).collect();
+    for (p, old) in &before {
+        assert!(after[p] > *old, "{p}: epoch {} after {old}", after[p]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_hands_over_at_once() {
+    let nats = NatsCluster::start(3);
+    let mut hosts = three_hosts(&nats, "graceful", 3_000).await;
+    let before = epochs_of(&hosts[2]);
+    let started = Instant::now();
+    hosts[2].shutdown().await;
+    let shutdown_took = started.elapsed();
+    let [h0, h1, h2] = &hosts[..] else {
+        unreachable!()
+    };
+    let took = wait_for(&[h0, h1], Duration::from_secs(10), "hand-over", |o| {
+        even(o, 2)
+    })
+    .await;
+    eprintln!("graceful hand-over: shutdown {shutdown_took:?}, partitions owned again after {took:?}");
+    assert!(
+        shutdown_took + took < Duration::from_millis(1_500),
+        "hand-over took {:?}; a TTL is 3 s",
+        shutdown_took + took
+    );
+    let after: BTreeMap<_, _> = h0.owned().into_iter().chain(h1.owned()).collect();
+    for (p, old) in &before {
+        assert!(after[p] > *old, "{p}: epoch {} after {old}", after[p]);
+    }
+    let handed = h2
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Ended { status: LeaseStatus::HandOver, .. }))
+        .count();
+    assert_eq!(handed, before.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_host_gives_up_before_another_takes_over() {
+    let nats = NatsCluster::start(3);
+    let cfg = config("pause", 3_000);
+    let h0 = TestHost::start(&nats.urls_from(0), &cfg, "h0", workload()).await;
+    let h1 = TestHost::start(&nats.urls_from(1), &cfg, "h1", workload()).await;
+    wait_for(&[&h0, &h1], Duration::from_secs(20), "even", |o| even(o, 2)).await;
+    let held = h1.owned();
+    let paused_at = Instant::now();
+    h1.cluster.as_ref().unwrap().pause_renewals(true);
+    wait_for(&[&h0, &h1], Duration::from_secs(20), "take-over", |o| {
+        o.len() == 15 && counts(o).len() == 1
+    })
+    .await;
+
+    let lost: BTreeMap<PartitionKey, Instant> = h1
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Ended {
+                partition,
+                status: LeaseStatus::Lost,
+                at,
+                ..
+            } if at > paused_at => Some((partition, at)),
+            _ => None,
+        })
+        .collect();
+    let taken: BTreeMap<PartitionKey, Instant> = h0
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Acquired { partition, at, .. } if at > paused_at => Some((partition, at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost.len(), held.len(), "h1 saw every lease lost");
+    let mut margins = Vec::new();
+    for p in held.keys() {
+        let (l, t) = (lost[p], taken[p]);
+        assert!(l < t, "{p}: h0 took it before h1 gave it up");
+        margins.push(t - l);
+    }
+    margins.sort();
+    eprintln!(
+        "paused host: lost {:?} after the pause; margin before take-over min {:?} max {:?}",
+        lost.values().min().unwrap().duration_since(paused_at),
+        margins[0],
+        margins[margins.len() - 1]
+    );
+
+    // Resumed, it rejoins and gets its share back.
+    h1.cluster.as_ref().unwrap().pause_renewals(false);
+    wait_for(&[&h0, &h1], Duration::from_secs(20), "rejoin", |o| even(o, 2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_keep_working_when_the_bucket_leader_node_is_killed() {
+    let mut nats = NatsCluster::start(3);
+    let ttl_ms = 6_000;
+    let hosts = three_hosts(&nats, "nodekill", ttl_ms).await;
+    let refs: Vec<&TestHost> = hosts.iter().collect();
+    let before: BTreeMap<_, _> = hosts.iter().flat_map(|h| h.owned()).collect();
+
+    let leader = bucket_leader(&nats, "KV_weir_nodekill_leases").await;
+    let victim = nats.index_of(&leader).unwrap();
+    eprintln!("killing {leader}, the leader of the lease bucket");
+    nats.kill(victim);
+    let killed = Instant::now();
+    // Two TTLs with a node down: every partition stays owned, by the same
+    // host, under the same epoch.
+    while killed.elapsed() < Duration::from_millis(2 * ttl_ms) {
+        let o = crate::hosts::owners(&refs);
+        assert!(o.values().all(|v| v.len() == 1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after: BTreeMap<_, _> = hosts.iter().flat_map(|h| h.owned()).collect();
+    let lost = lost_count(&hosts);
+    eprintln!(
+        "node killed: {} of 15 partitions kept their lease, {lost} lost",
+        before.iter().filter(|(p, e)| after.get(*p) == Some(*e)).count()
+    );
+    assert_eq!(lost, 0, "a lease was lost with one node of three down");
+    assert_eq!(after, before);
+
+    nats.restart(victim);
+    tokio::time::sleep(Duration::from_millis(ttl_ms)).await;
+    let again: BTreeMap<_, _> = hosts.iter().flat_map(|h| h.owned()).collect();
+    assert_eq!(again, before, "the node's return changed nothing");
+    assert_eq!(lost_count(&hosts), 0);
+}
+
+fn lost_count(hosts: &[TestHost]) -> usize {
+    hosts
+        .iter()
+        .flat_map(|h| h.events())
+        .filter(|e| matches!(e, Event::Ended { status: LeaseStatus::Lost, .. }))
+        .count()
+}
+
+async fn bucket_leader(nats: &NatsCluster, stream: &str) -> String {
+    let client = async_nats::connect(nats.urls_from(0)).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut s = js.get_stream(stream).await.unwrap();
+    let info = s.info().await.unwrap();
+    info.cluster.as_ref().unwrap().leader.clone().unwrap()
+}
