@@ -5,4 +5,4 @@
 
 mod hosts;
 mod leases;
-mod version;
+mod startup;

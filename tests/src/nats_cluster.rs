@@ -184,10 +184,8 @@ impl NatsCluster {
                     let client = async_nats::connect(&url).await.unwrap();
                     let js = async_nats::jetstream::new(client);
                     loop {
-                        let probe = tokio::time::timeout(
-                            Duration::from_secs(2),
-                            js.query_account(),
-                        );
+                        let probe =
+                            tokio::time::timeout(Duration::from_secs(2), js.query_account());
                         if matches!(probe.await, Ok(Ok(_))) {
                             break;
                         }

@@ -183,7 +183,10 @@ mod tests {
                 let joined = assign(&parts, &joined_hosts);
                 let ideal = n as usize / (h + 1);
                 let m = moved(&before, &joined);
-                assert!(m <= 3 * ideal + 2, "join n={n} h={h}: moved {m}, min {ideal}");
+                assert!(
+                    m <= 3 * ideal + 2,
+                    "join n={n} h={h}: moved {m}, min {ideal}"
+                );
                 total_moved += m;
                 total_ideal += ideal;
 
@@ -191,7 +194,10 @@ mod tests {
                 let left = assign(&parts, &left_hosts);
                 let ideal = before.values().filter(|h| **h == "host-0").count();
                 let m = moved(&before, &left);
-                assert!(m <= 3 * ideal + 2, "leave n={n} h={h}: moved {m}, min {ideal}");
+                assert!(
+                    m <= 3 * ideal + 2,
+                    "leave n={n} h={h}: moved {m}, min {ideal}"
+                );
                 total_moved += m;
                 total_ideal += ideal;
             }

@@ -27,7 +27,10 @@ pub fn check_server_version(info: &async_nats::ServerInfo) -> Result<()> {
         },
         found: info.version.clone(),
     };
-    match (parse_version(&info.version), parse_version(MIN_SERVER_VERSION)) {
+    match (
+        parse_version(&info.version),
+        parse_version(MIN_SERVER_VERSION),
+    ) {
         (Some(found), Some(min)) if found >= min => Ok(()),
         _ => Err(too_old()),
     }
@@ -38,7 +41,11 @@ pub fn check_server_version(info: &async_nats::ServerInfo) -> Result<()> {
 fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     let core = v.trim_start_matches('v').split(['-', '+']).next()?;
     let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().unwrap_or(Some(0))?))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().unwrap_or(Some(0))?,
+    ))
 }
 
 /// The members bucket's name.
@@ -120,7 +127,9 @@ mod tests {
         check_server_version(&info("3.0.0")).unwrap();
         let err = check_server_version(&info("2.9.10")).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("2.9.10") && text.contains(MIN_SERVER_VERSION) && text.contains("n1"));
+        assert!(
+            text.contains("2.9.10") && text.contains(MIN_SERVER_VERSION) && text.contains("n1")
+        );
         assert!(check_server_version(&info("")).is_err());
     }
 }

@@ -14,9 +14,19 @@
 //!   whatever the manager is doing (every broker call is bounded by the
 //!   earliest `valid_until`).
 //!
+//! A lease lost only because renewals failed (broker unreachable, leader
+//! election) may still be ours on the broker: its last revision and token
+//! are kept in `stale`, and when the partition is assigned to this host it
+//! is *re-adopted* by compare-and-set on that revision before trying
+//! `create`. Success proves nobody else wrote the key since, so the new
+//! revision starts a new tenure (a new, higher epoch) without waiting for
+//! the key to expire.
+//!
 //! Invariant: a partition is in `table` exactly while this host holds its
 //! lease key on the broker (or may hold it: a release that failed leaves the
-//! key to expire).
+//! key to expire). The view is published before any broker call that
+//! follows a change to `table`, so it never shows a lease this host has
+//! given up.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -114,6 +124,7 @@ impl Cluster {
             membership,
             members: Vec::new(),
             table: BTreeMap::new(),
+            stale: BTreeMap::new(),
             grants: grants_tx,
             returned_tx,
             returned_rx,
@@ -210,6 +221,8 @@ struct Manager {
     membership: Membership,
     members: Vec<String>,
     table: BTreeMap<PartitionKey, Held>,
+    /// Leases lost to failed renewals: (last revision, token).
+    stale: BTreeMap<PartitionKey, (u64, u64)>,
     grants: mpsc::UnboundedSender<Grant>,
     returned_tx: mpsc::UnboundedSender<Returned>,
     returned_rx: mpsc::UnboundedReceiver<Returned>,
@@ -293,11 +306,9 @@ impl Manager {
                     Some(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
                         // Our own earlier write whose reply was lost, or taken?
                         match Self::bounded(deadline, kv.entry(&key)).await {
-                            Some(Ok(Some(entry))) if is_ours(&entry, token) => {
-                                Renewal::Adopted {
-                                    revision: entry.revision,
-                                }
-                            }
+                            Some(Ok(Some(entry))) if is_ours(&entry, token) => Renewal::Adopted {
+                                revision: entry.revision,
+                            },
                             Some(Ok(_)) => Renewal::Taken,
                             _ => Renewal::Failed("cannot read the lease key".into()),
                         }
@@ -320,7 +331,10 @@ impl Manager {
                     held.state.send_modify(|s| s.valid_until = sent + trust);
                 }
                 Renewal::Adopted { revision } => held.revision = revision,
-                Renewal::Taken => self.lose(&p, "the lease key was taken or deleted"),
+                Renewal::Taken => {
+                    self.lose(&p, "the lease key was taken or deleted");
+                    self.stale.remove(&p);
+                }
                 Renewal::Failed(why) => {
                     tracing::debug!(partition = %p, "lease renewal failed: {why}");
                 }
@@ -333,8 +347,7 @@ impl Manager {
         if self.paused() || self.shutdown.is_some() {
             return;
         }
-        let Some(members) = live_hosts(&self.members_kv, self.config.renew_interval()).await
-        else {
+        let Some(members) = live_hosts(&self.members_kv, self.config.renew_interval()).await else {
             tracing::debug!(host = %self.host, "cannot list cluster members");
             return;
         };
@@ -360,8 +373,16 @@ impl Manager {
         let attempts = wanted.into_iter().map(|p| {
             let kv = self.leases_kv.clone();
             let host = self.host.clone();
+            let stale = self.stale.get(&p).copied();
             async move {
-                let got = try_acquire(&kv, &p.lease_key(), &host, deadline).await;
+                let key = p.lease_key();
+                let mut got = None;
+                if let Some((revision, token)) = stale {
+                    got = try_readopt(&kv, &key, &host, revision, token, deadline).await;
+                }
+                if got.is_none() {
+                    got = try_acquire(&kv, &key, &host, deadline).await;
+                }
                 (p, got)
             }
         });
@@ -391,6 +412,8 @@ impl Manager {
                 state,
             },
         );
+        self.stale.remove(&p);
+        self.publish_view();
         let grant = Grant::new(p, a.epoch, rx, self.returned_tx.clone());
         // If nobody takes grants any more, the dropped grant comes back and
         // the lease is released.
@@ -406,6 +429,9 @@ impl Manager {
             .map(|(p, _)| p.clone())
             .collect();
         for p in overdue {
+            if let Some(held) = self.table.get(&p) {
+                self.stale.insert(p.clone(), (held.revision, held.token));
+            }
             self.lose(&p, "not renewed within lease_ttl_ms - max_clock_skew_ms");
         }
     }
@@ -414,22 +440,30 @@ impl Manager {
         if let Some(held) = self.table.remove(p) {
             tracing::warn!(partition = %p, epoch = held.epoch, host = %self.host, "lease lost: {why}");
             held.set_status(LeaseStatus::Lost);
+            self.publish_view();
         }
     }
 
     /// A grant was dropped: release its lease at once (unless it was lost
     /// or already replaced by a newer grant).
     async fn on_returned(&mut self, r: Returned) {
-        if self.table.get(&r.partition).is_none_or(|h| h.epoch != r.epoch) {
+        if self
+            .table
+            .get(&r.partition)
+            .is_none_or(|h| h.epoch != r.epoch)
+        {
             return;
         }
         let Some(held) = self.table.remove(&r.partition) else {
             return;
         };
         held.set_status(LeaseStatus::Lost);
+        self.publish_view();
         let deadline = self.call_deadline();
         let key = r.partition.lease_key();
-        let release = self.leases_kv.delete_expect_revision(&key, Some(held.revision));
+        let release = self
+            .leases_kv
+            .delete_expect_revision(&key, Some(held.revision));
         match Self::bounded(deadline, release).await {
             Some(Ok(())) => {
                 tracing::info!(partition = %r.partition, epoch = held.epoch, host = %self.host, "lease released");
@@ -465,7 +499,11 @@ impl Manager {
     }
 
     fn publish_view(&self) {
-        let owned = self.table.iter().map(|(p, h)| (p.clone(), h.epoch)).collect();
+        let owned = self
+            .table
+            .iter()
+            .map(|(p, h)| (p.clone(), h.epoch))
+            .collect();
         let view = View {
             members: self.members.clone(),
             owned,
@@ -516,6 +554,36 @@ async fn try_acquire(
                 _ => None,
             }
         }
+    }
+}
+
+/// Take back a lease lost to failed renewals, by compare-and-set on its
+/// last known revision (once more on the revision read back, if a renewal
+/// whose reply was lost had in fact landed). The new revision is the new
+/// epoch.
+async fn try_readopt(
+    kv: &kv::Store,
+    key: &str,
+    host: &str,
+    revision: u64,
+    token: u64,
+    deadline: tokio::time::Instant,
+) -> Option<Acquired> {
+    let value = lease_value(host, token);
+    let sent = Instant::now();
+    match Manager::bounded(deadline, kv.update(key, value.clone(), revision)).await {
+        Some(Ok(epoch)) => return Some(Acquired { epoch, token, sent }),
+        Some(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {}
+        _ => return None,
+    }
+    let entry = match Manager::bounded(deadline, kv.entry(key)).await {
+        Some(Ok(Some(entry))) if is_ours(&entry, token) => entry,
+        _ => return None,
+    };
+    let sent = Instant::now();
+    match Manager::bounded(deadline, kv.update(key, value, entry.revision)).await {
+        Some(Ok(epoch)) => Some(Acquired { epoch, token, sent }),
+        _ => None,
     }
 }
 
