@@ -123,7 +123,10 @@ fn dispatch(args: &[String]) -> Result<()> {
 fn tools(root: &Path) -> Result<()> {
     tools::ensure_nats_server()?;
     let current = tools::ensure_current_nats_server(root)?;
-    println!("nats-server (PATH) and a current one at {}", current.display());
+    println!(
+        "nats-server (PATH) and a current one at {}",
+        current.display()
+    );
     Ok(())
 }
 
