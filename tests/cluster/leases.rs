@@ -415,3 +415,67 @@ async fn bucket_leader(nats: &NatsCluster, stream: &str) -> String {
     let info = s.info().await.unwrap();
     info.cluster.as_ref().unwrap().leader.clone().unwrap()
 }
+
+/// The failover row: how long a crashed host's partitions stay unowned,
+/// p50/p99 over repeats (each repeat crashes one of three hosts and starts
+/// a fresh one with the same ID). Long: run with `-- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: about 10 s per repeat"]
+async fn failover_idle_over_repeats() {
+    let repeats: usize = std::env::var("WEIR_FAILOVER_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let ttl_ms = 3_000;
+    let nats = NatsCluster::start(3);
+    let cfg = config("failover", ttl_ms);
+    let mut hosts = three_hosts(&nats, "failover", ttl_ms).await;
+    let mut idles = Vec::new();
+    for round in 0..repeats {
+        let victim = round % 3;
+        let moved: Vec<PartitionKey> = hosts[victim].owned().into_keys().collect();
+        hosts[victim].crash();
+        let crashed = Instant::now();
+        {
+            let survivors: Vec<&TestHost> = hosts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != victim)
+                .map(|(_, h)| h)
+                .collect();
+            wait_for(&survivors, Duration::from_secs(20), "take-over", |o| {
+                even(o, 2)
+            })
+            .await;
+            for p in &moved {
+                let at = survivors
+                    .iter()
+                    .flat_map(|h| h.events())
+                    .find_map(|e| match e {
+                        Event::Acquired { partition, at, .. }
+                            if &partition == p && at > crashed =>
+                        {
+                            Some(at)
+                        }
+                        _ => None,
+                    })
+                    .unwrap();
+                idles.push(at - crashed);
+            }
+        }
+        let id = format!("h{victim}");
+        hosts[victim] = TestHost::start(&nats.urls_from(victim), &cfg, &id, workload()).await;
+        let refs: Vec<&TestHost> = hosts.iter().collect();
+        wait_for(&refs, Duration::from_secs(20), "rejoin", |o| even(o, 3)).await;
+    }
+    idles.sort();
+    let pct = |q: f64| idles[((idles.len() as f64 - 1.0) * q).round() as usize];
+    eprintln!(
+        "failover idle over {repeats} crashes ({} partitions moved), TTL {ttl_ms} ms: p50 {:?}, p99 {:?}, max {:?}",
+        idles.len(),
+        pct(0.5),
+        pct(0.99),
+        idles[idles.len() - 1]
+    );
+    assert!(pct(0.99) <= Duration::from_millis(2 * ttl_ms));
+}
