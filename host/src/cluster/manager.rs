@@ -156,6 +156,7 @@ impl Cluster {
             view: view_tx,
             paused: paused.clone(),
             shutdown: None,
+            settled_at: Instant::now() + config.renew_interval(),
             _watchers: watchers,
         };
         let task = tokio::spawn(manager.run());
@@ -255,6 +256,11 @@ struct Manager {
     view: watch::Sender<View>,
     paused: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
+    /// No acquisition before this: hosts started together register within
+    /// one renew interval, so the first assignment already counts them
+    /// (instead of the first host taking everything and handing most of it
+    /// over a moment later).
+    settled_at: Instant,
     _watchers: Vec<AbortOnDrop>,
 }
 
@@ -391,6 +397,9 @@ impl Manager {
                 tracing::info!(partition = %p, epoch = held.epoch, "handing over");
                 held.set_status(LeaseStatus::HandOver);
             }
+        }
+        if Instant::now() < self.settled_at {
+            return;
         }
         let wanted: Vec<PartitionKey> = self
             .partitions
