@@ -147,3 +147,55 @@ pub struct LeaseValue {
     /// Random, per acquisition.
     pub token: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn grant(valid_for: Duration) -> (Grant, watch::Sender<LeaseState>) {
+        let (tx, rx) = watch::channel(LeaseState {
+            status: LeaseStatus::Held,
+            valid_until: Instant::now() + valid_for,
+        });
+        let (returned, _) = mpsc::unbounded_channel();
+        (Grant::new(PartitionKey::new("h", 0), 7, rx, returned), tx)
+    }
+
+    #[tokio::test]
+    async fn ended_reports_hand_over_and_loss() {
+        let (mut g, tx) = grant(Duration::from_secs(60));
+        assert!(g.state().is_valid());
+        tx.send_modify(|s| s.status = LeaseStatus::HandOver);
+        assert_eq!(g.ended().await, LeaseStatus::HandOver);
+
+        let (mut g, tx) = grant(Duration::from_secs(60));
+        drop(tx);
+        assert_eq!(g.ended().await, LeaseStatus::Lost, "manager gone");
+    }
+
+    #[tokio::test]
+    async fn a_lease_past_its_trust_period_is_lost_without_news() {
+        let (mut g, _tx) = grant(Duration::from_millis(30));
+        let started = Instant::now();
+        assert_eq!(g.ended().await, LeaseStatus::Lost);
+        assert!(started.elapsed() >= Duration::from_millis(25));
+        assert!(!g.state().is_valid());
+    }
+
+    #[tokio::test]
+    async fn a_renewal_extends_the_wait() {
+        let (mut g, tx) = grant(Duration::from_millis(30));
+        let renew = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tx.send_modify(|s| s.valid_until = Instant::now() + Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tx
+        });
+        let started = Instant::now();
+        assert_eq!(g.ended().await, LeaseStatus::Lost);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        drop(renew);
+    }
+}
