@@ -10,7 +10,7 @@
 //! edit or purge the lease bucket by hand while hosts run.
 //!
 //! Timing (all on this host's monotonic clock):
-//! - every `renew_interval`: heartbeat, renew every held lease (in
+//! - every `renew_interval`: heartbeat and renew every held lease (all in
 //!   parallel), then reconcile (read the live hosts, compute the
 //!   assignment, hand over and acquire);
 //! - as soon as a watch on either bucket shows a host join or leave, or a
@@ -311,17 +311,13 @@ impl Manager {
         tokio::time::timeout_at(deadline, f).await.ok()
     }
 
-    /// Heartbeat, then renew every held lease in parallel.
+    /// Heartbeat and renew every held lease, all in parallel.
     async fn renew(&mut self) {
         if self.paused() {
             return;
         }
         let deadline = self.call_deadline();
-        match Self::bounded(deadline, self.membership.heartbeat()).await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => tracing::warn!(host = %self.host, "membership heartbeat failed: {e}"),
-            None => tracing::warn!(host = %self.host, "membership heartbeat timed out"),
-        }
+        let heartbeat = Self::bounded(deadline, self.membership.heartbeat());
         let renewals = self.table.iter().map(|(p, held)| {
             let kv = self.leases_kv.clone();
             let key = p.lease_key();
@@ -352,7 +348,12 @@ impl Manager {
                 (p.clone(), outcome)
             }
         });
-        let outcomes = join_all(renewals).await;
+        let (heartbeat, outcomes) = tokio::join!(heartbeat, join_all(renewals));
+        match heartbeat {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::warn!(host = %self.host, "membership heartbeat failed: {e}"),
+            None => tracing::warn!(host = %self.host, "membership heartbeat timed out"),
+        }
         let trust = self.config.trust_period();
         for (p, outcome) in outcomes {
             let Some(held) = self.table.get_mut(&p) else {
