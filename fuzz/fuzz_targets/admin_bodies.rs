@@ -65,9 +65,16 @@ fuzz_target!(|data: &[u8]| {
         max_body_bytes: 1 << 16,
         max_component_bytes: 1 << 16,
     };
+    // Bodies must reach the parsers, so send the media type each route wants.
+    let content_type = if uri == "/v1/components" {
+        "application/wasm"
+    } else {
+        "application/json"
+    };
     let request = Request::builder()
         .method(method)
         .uri(uri)
+        .header("content-type", content_type)
         .body(Body::from(body.to_vec()))
         .expect("request");
     let response = f

@@ -65,8 +65,9 @@ pub fn partition_for(key: &str, partitions: u32) -> u32 {
 
 /// A payload as it is shown to people and JSON clients: the JSON value when
 /// the bytes are JSON, else the bytes in base64. Returns `(json, base64)`,
-/// exactly one of them `Some`.
-pub fn payload_view(bytes: &[u8]) -> (Option<serde_json::Value>, Option<String>) {
+/// exactly one of them `Some`. `T` is `serde_json::Value` to work with the
+/// value, or `&RawValue` to pass the bytes on as they are (the API does).
+pub fn payload_view<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> (Option<T>, Option<String>) {
     use base64::Engine as _;
     match serde_json::from_slice(bytes) {
         Ok(v) => (Some(v), None),

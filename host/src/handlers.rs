@@ -396,6 +396,17 @@ impl Handlers {
         Ok(out)
     }
 
+    /// How many dead letters the handler holds, counted by key without
+    /// decoding them (at most `pipeline.max_dead_letters` per partition).
+    pub fn dead_letter_count(&self, name: &str) -> Result<usize> {
+        let mut n = 0;
+        for item in self.store.scan_prefix(&keys::dead_handler(name)) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Queue dead letters (all, or those with the given message IDs) to be
     /// processed again by the active revision. Each is processed once: on
     /// success its dead letter is removed in the same commit as its effects;

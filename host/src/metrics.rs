@@ -100,6 +100,8 @@ pub mod names {
     pub const RETRIES: &str = "weir_handler_retries_total";
     /// Counter: events dead-lettered.
     pub const DEAD_LETTERS: &str = "weir_handler_dead_letters_total";
+    /// Counter: dead letters evicted to keep `pipeline.max_dead_letters`.
+    pub const DEAD_LETTERS_EVICTED: &str = "weir_handler_dead_letters_evicted_total";
     /// Counter: outputs committed.
     pub const OUTPUTS: &str = "weir_handler_outputs_total";
     /// Histogram: invocation latency in seconds.
@@ -145,6 +147,7 @@ pub struct HandlerStats {
     errors_by_kind: Mutex<BTreeMap<&'static str, u64>>,
     retries: AtomicU64,
     dead_letters: AtomicU64,
+    dead_letters_evicted: AtomicU64,
     outputs: AtomicU64,
     dropped_log_lines: AtomicU64,
     invoke_seconds: Histogram,
@@ -162,6 +165,7 @@ impl Default for HandlerStats {
             errors_by_kind: Mutex::new(BTreeMap::new()),
             retries: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
+            dead_letters_evicted: AtomicU64::new(0),
             outputs: AtomicU64::new(0),
             dropped_log_lines: AtomicU64::new(0),
             invoke_seconds: Histogram::new(LATENCY_BUCKETS),
@@ -226,6 +230,12 @@ impl HandlerStats {
     /// An event was dead-lettered.
     pub fn record_dead_letter(&self) {
         add(&self.dead_letters, 1);
+    }
+
+    /// The oldest dead letter of a partition was evicted to keep
+    /// `pipeline.max_dead_letters`.
+    pub fn record_dead_letter_evicted(&self) {
+        add(&self.dead_letters_evicted, 1);
     }
 
     /// `n` outputs were committed.
@@ -331,7 +341,7 @@ impl Exposition {
     pub fn handlers(&mut self, stats: &[(String, std::sync::Arc<HandlerStats>)]) {
         use names::*;
         type CounterOf = fn(&HandlerStats) -> u64;
-        let counters: [(&str, &str, CounterOf); 7] = [
+        let counters: [(&str, &str, CounterOf); 8] = [
             (
                 EVENTS,
                 "Events read and committed, duplicates included.",
@@ -347,6 +357,11 @@ impl Exposition {
             (DEAD_LETTERS, "Events dead-lettered.", |s| {
                 get(&s.dead_letters)
             }),
+            (
+                DEAD_LETTERS_EVICTED,
+                "Oldest dead letters removed to keep pipeline.max_dead_letters.",
+                |s| get(&s.dead_letters_evicted),
+            ),
             (OUTPUTS, "Outputs committed.", |s| get(&s.outputs)),
             (
                 DROPPED_LOG_LINES,

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::admin::server::ConnectionLimits;
 use crate::admin::{AppState, Limits, router};
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -122,13 +123,15 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         std::process::exit(130);
     });
     let (fatal_seen_tx, fatal_seen_rx) = tokio::sync::oneshot::channel();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let fatal = stop_rx.await.ok().flatten();
-            let _ = fatal_seen_tx.send(fatal);
-        })
-        .await
-        .context("HTTP server failed")?;
+    let connections = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(config.admin.header_read_timeout_ms),
+        max_connections: config.admin.max_connections,
+    };
+    crate::admin::server::serve(listener, app, connections, async move {
+        let fatal = stop_rx.await.ok().flatten();
+        let _ = fatal_seen_tx.send(fatal);
+    })
+    .await;
     tracing::info!("draining consumer loops");
     retention.abort();
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;

@@ -283,3 +283,65 @@ fn operators_deploy_and_manage_handlers_through_the_cli() {
     let out = weir(&["status", "--addr", &addr], None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
+
+/// Send `request` on a new connection to `port`; the status line of the
+/// answer, or `None` if the host closed the connection without one.
+fn raw_request(port: u16, request: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines().next().map(str::to_string)
+}
+
+/// Issue 13 against the real binary: without a token, a web page cannot
+/// drive the host (foreign `Origin`, rebound `Host`, `text/plain` bodies),
+/// half-sent headers are cut off after `admin.header_read_timeout_ms`, and
+/// the CLI still works.
+#[test]
+fn browsers_and_slow_clients_are_refused_but_the_cli_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[admin]\nheader_read_timeout_ms = 500\n{}",
+        quickstart_config()
+    );
+    let host = Host::start(dir.path(), &config);
+    let event = r#"{"id":"x","payload":{}}"#;
+    let post = |headers: &str| {
+        format!(
+            "POST /v1/topics/orders/events HTTP/1.1\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{event}",
+            event.len()
+        )
+    };
+    let host_header = format!("host: 127.0.0.1:{}\r\n", host.port);
+    let cross_site = post(&format!(
+        "{host_header}origin: http://evil.example\r\ncontent-type: text/plain\r\n"
+    ));
+    let answer = raw_request(host.port, &cross_site).unwrap_or_default();
+    assert!(answer.contains("403"), "{answer}");
+    let rebound = post("host: evil.example\r\ncontent-type: application/json\r\n");
+    let answer = raw_request(host.port, &rebound).unwrap_or_default();
+    assert!(answer.contains("403"), "{answer}");
+    let plain = post(&format!("{host_header}content-type: text/plain\r\n"));
+    let answer = raw_request(host.port, &plain).unwrap_or_default();
+    assert!(answer.contains("415"), "{answer}");
+    assert_eq!(host.topic_total("orders"), 0, "nothing was published");
+
+    let started = std::time::Instant::now();
+    let slow = raw_request(host.port, "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n");
+    assert!(slow.is_none(), "{slow:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+
+    let published = weir(
+        &["publish", "orders", "--addr", &host.base()],
+        Some(&format!("{event}\n")),
+    );
+    assert!(published.status.success(), "{published:?}");
+    assert_eq!(host.topic_total("orders"), 1);
+}

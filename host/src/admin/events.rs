@@ -11,13 +11,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, ErrorBody};
+use super::{ApiError, AppState, ErrorBody, require_content_type};
 use crate::event::{Event, partition_for, payload_view};
 use crate::store::{Append, LogRecord, Write};
 
@@ -25,6 +26,9 @@ use crate::store::{Append, LogRecord, Write};
 pub const MAX_ID_BYTES: usize = 512;
 /// Most events a read returns.
 pub const MAX_READ: usize = 10_000;
+/// Most bytes of records (key, headers, payload) a read returns; the first
+/// event is returned whatever its size, so a read always makes progress.
+pub const MAX_READ_BYTES: usize = 4 << 20;
 
 /// One event as producers send it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -38,17 +42,18 @@ pub struct IncomingEvent {
     /// Headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// A JSON payload.
+    /// A JSON payload, kept byte for byte as sent (big numbers, key order
+    /// and duplicate keys included).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub payload: Option<Value>,
+    pub payload: Option<Box<RawValue>>,
     /// A raw payload, base64-encoded.
     #[serde(default)]
     pub payload_base64: Option<String>,
 }
 
 /// One event as the API returns it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventView {
     /// Topic.
     pub topic: String,
@@ -62,10 +67,10 @@ pub struct EventView {
     pub key: Option<String>,
     /// Headers, in order.
     pub headers: Vec<(String, String)>,
-    /// The payload, when it is JSON.
+    /// The payload, when it is JSON: the stored bytes, not re-encoded.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     #[schema(value_type = Option<Object>)]
-    pub payload: Option<Value>,
+    pub payload: Option<Box<RawValue>>,
     /// The payload, base64, when it is not JSON.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub payload_base64: Option<String>,
@@ -75,7 +80,8 @@ pub struct EventView {
 
 impl From<Event> for EventView {
     fn from(e: Event) -> Self {
-        let (payload, payload_base64) = payload_view(&e.payload);
+        let (payload, payload_base64) = payload_view::<&RawValue>(&e.payload);
+        let payload = payload.map(RawValue::to_owned);
         Self {
             topic: e.topic,
             partition: e.partition,
@@ -95,27 +101,30 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<IncomingEvent>, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        let values: Vec<Value> =
+        let values: Vec<&RawValue> =
             serde_json::from_str(trimmed).map_err(|e| format!("invalid JSON array: {e}"))?;
         return values
             .into_iter()
             .enumerate()
-            .map(|(i, v)| parse_one(v).map_err(|e| format!("event {i}: {e}")))
+            .map(|(i, v)| parse_one(v.get()).map_err(|e| format!("event {i}: {e}")))
             .collect();
     }
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| {
-            let v: Value = serde_json::from_str(line)
-                .map_err(|e| format!("line {}: invalid JSON: {e}", i + 1))?;
-            parse_one(v).map_err(|e| format!("line {}: {e}", i + 1))
-        })
+        .map(|(i, line)| parse_one(line).map_err(|e| format!("line {}: {e}", i + 1)))
         .collect()
 }
 
-fn parse_one(v: Value) -> Result<IncomingEvent, String> {
-    let event: IncomingEvent = serde_json::from_value(v).map_err(|e| e.to_string())?;
+/// One event from its JSON text, deserialized straight from the text so
+/// the payload keeps its bytes.
+fn parse_one(text: &str) -> Result<IncomingEvent, String> {
+    let event: IncomingEvent = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("invalid JSON: {e}")
+        }
+        _ => e.to_string(),
+    })?;
     if event.id.is_empty() || event.id.len() > MAX_ID_BYTES {
         return Err(format!("`id` must be 1 to {MAX_ID_BYTES} bytes"));
     }
@@ -128,7 +137,7 @@ fn parse_one(v: Value) -> Result<IncomingEvent, String> {
 /// The log record of an incoming event appended at `now_ms`.
 pub fn to_record(e: IncomingEvent, now_ms: u64) -> Result<LogRecord, String> {
     let payload = match (e.payload, e.payload_base64) {
-        (Some(v), _) => serde_json::to_vec(&v).map_err(|e| e.to_string())?,
+        (Some(v), _) => v.get().as_bytes().to_vec(),
         (None, Some(b)) => BASE64
             .decode(b.as_bytes())
             .map_err(|err| format!("event `{}`: `payload_base64` is not base64: {err}", e.id))?,
@@ -152,12 +161,15 @@ pub fn to_record(e: IncomingEvent, now_ms: u64) -> Result<LogRecord, String> {
         (status = 404, description = "Unknown topic (`unknown_topic`)", body = ErrorBody),
         (status = 409, description = "The topic is bound to NATS (`topic_bound_to_nats`)", body = ErrorBody),
         (status = 413, description = "Body over `admin.max_body_bytes` (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "Content-Type is not `application/json` or `application/x-ndjson` (`unsupported_media_type`)", body = ErrorBody),
         (status = 503, description = "The store failed (`store_unavailable`); nothing acknowledged", body = ErrorBody)))]
 pub(super) async fn publish(
     State(state): State<AppState>,
     Path(topic): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    require_content_type(&headers, &["application/json", "application/x-ndjson"])?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -236,7 +248,7 @@ fn default_limit() -> usize {
     params(("topic" = String, Path, description = "Topic name"),
         ("partition" = Option<u32>, Query, description = "Partition (default 0)"),
         ("from" = Option<u64>, Query, description = "First offset (default 0)"),
-        ("limit" = Option<usize>, Query, description = "Most events (default 100, at most 10000)")),
+        ("limit" = Option<usize>, Query, description = "Most events (default 100, at most 10000; fewer when they pass 4 MiB, see `next`)")),
     responses(
         (status = 200, description = "`events` (see EventView), `next` offset and partition `head`", body = Object),
         (status = 400, description = "Bad query or unknown partition", body = ErrorBody),
@@ -250,11 +262,11 @@ pub(super) async fn read(
     let store = state.store.clone();
     let limit = q.limit.min(MAX_READ);
     let t = topic.clone();
-    let events = tokio::task::spawn_blocking(move || store.read(&t, q.partition, q.from, limit))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+    let events = tokio::task::spawn_blocking(move || {
+        store.read_bounded(&t, q.partition, q.from, limit, MAX_READ_BYTES)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     let next = events.last().map_or(q.from, |e| e.offset + 1);
     let head = state.store.durable_head(&topic, q.partition);
     let views: Vec<EventView> = events.into_iter().map(EventView::from).collect();

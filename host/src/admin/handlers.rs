@@ -6,12 +6,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::events::EventView;
-use super::{ApiError, AppState, ErrorBody};
+use super::{ApiError, AppState, ErrorBody, require_content_type};
 use crate::handlers::PartitionStatus;
 use crate::handlers::{HandlerError, HandlerRecord, HandlerSpec, Handlers, RewindTarget};
 use crate::runtime::ComponentError;
@@ -79,11 +79,14 @@ async fn blocking<T: Send + 'static>(
     responses(
         (status = 201, description = "Validated and stored: `digest`, `size`", body = Object),
         (status = 413, description = "Over `admin.max_component_bytes`", body = ErrorBody),
+        (status = 415, description = "Content-Type is not `application/wasm` or `application/octet-stream` (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "`not_wasm`, `core_module`, `missing_export`, `version_mismatch`, `wrong_world` or `invalid_component`", body = ErrorBody)))]
 pub(super) async fn upload_component(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_content_type(&headers, &["application/wasm", "application/octet-stream"])?;
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -120,7 +123,7 @@ fn view(h: &Handlers, name: &str, record: &HandlerRecord) -> Value {
     let stats = h.pipeline().stats(name);
     let partitions = h.partitions(name).unwrap_or_default();
     let lag: u64 = partitions.iter().map(|p| p.lag).sum();
-    let dead = h.dead_letters(name).map(|d| d.len()).unwrap_or(0);
+    let dead = h.dead_letter_count(name).unwrap_or(0);
     let state = if record.paused {
         "paused"
     } else if h.pipeline().is_running(name) {
@@ -213,10 +216,18 @@ pub(super) struct RollbackBody {
     revision: Option<u32>,
 }
 
-/// Parse an optional JSON body (empty means the default).
-fn optional_json<T: for<'a> Deserialize<'a> + Default>(body: &[u8]) -> Result<T, ApiError> {
+/// Parse an optional JSON body (empty means the default); a body that is
+/// not empty must say it is `application/json`.
+fn optional_json<T: for<'a> Deserialize<'a> + Default>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
     let text = body.trim_ascii();
-    if text.is_empty() || text == b"null" {
+    if text.is_empty() {
+        return Ok(T::default());
+    }
+    require_content_type(headers, &["application/json"])?;
+    if text == b"null" {
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
@@ -232,9 +243,10 @@ fn optional_json<T: for<'a> Deserialize<'a> + Default>(body: &[u8]) -> Result<T,
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let RollbackBody { revision } = optional_json(&body)?;
+    let RollbackBody { revision } = optional_json(&headers, &body)?;
     let v = blocking(&state, move |h| {
         let record = h.rollback(&name, revision)?;
         Ok(view(h, &name, &record))
@@ -345,9 +357,10 @@ pub(super) struct ReplayBody {
 pub(super) async fn replay(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let ReplayBody { ids } = optional_json(&body)?;
+    let ReplayBody { ids } = optional_json(&headers, &body)?;
     let n = blocking(&state, move |h| h.replay(&name, ids.as_deref())).await?;
     Ok(Json(json!({"queued": n})))
 }

@@ -5,9 +5,13 @@
 //! Routes live by subject: [`events`] (topics and events), [`handlers`]
 //! (components, handlers, dead letters), [`metrics`] (`/metrics`),
 //! [`openapi`]; a new route goes in the file of its subject and is
-//! registered in [`router`].
+//! registered in [`router`]. The listener and its connection limits live in
+//! [`server`].
 //!
-//! Owns the routes, bearer-token auth on `/v1`, the JSON error shape
+//! Owns the routes, bearer-token auth on `/v1` and `/metrics` (compared in
+//! constant time), the browser guard of a host without a token (a foreign
+//! `Origin` or a `Host` that is not loopback is refused: no cross-site
+//! requests, no DNS rebinding), the JSON error shape
 //! `{"error": {"code", "message"}}` (clients get a stable code and a clear
 //! message; internals are logged, not sent), body-size limits and request
 //! timeouts.
@@ -16,6 +20,7 @@ pub mod events;
 mod handlers;
 mod metrics;
 mod openapi;
+pub mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,11 +29,13 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use crate::fatal::{Fatal, FatalSender};
 use crate::handlers::Handlers;
@@ -140,15 +147,27 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(middleware::from_fn_with_state(state.clone(), require_token)),
+        )
         .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), browser_guard))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
         .with_state(state)
+}
+
+/// Whether `given` is `token`, in time independent of where they differ
+/// (both are hashed first, so not even the length leaks).
+fn token_matches(given: &str, token: &str) -> bool {
+    let given = Sha256::digest(given.as_bytes());
+    let token = Sha256::digest(token.as_bytes());
+    given.as_slice().ct_eq(token.as_slice()).into()
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -158,7 +177,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        if !given.is_some_and(|g| token_matches(g, token)) {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -168,6 +187,121 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         }
     }
     next.run(request).await
+}
+
+/// Without a token, the API trusts whoever can reach the loopback address,
+/// so it must not be reachable from a web page: refuse a `Host` that is not
+/// a loopback name or address (DNS rebinding: a foreign name resolving to
+/// 127.0.0.1) and an `Origin` other than the host itself (a cross-site
+/// request). Clients that are not browsers send no `Origin`. With a token
+/// neither is checked: a browser cannot attach it to a cross-site request
+/// without a CORS preflight, which this API never grants.
+async fn browser_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.token.is_none()
+        && let Err(e) = check_browser_headers(request.headers())
+    {
+        return e.into_response();
+    }
+    next.run(request).await
+}
+
+fn check_browser_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |v: &HeaderValue| v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let host = headers.get(header::HOST).map(text);
+    if let Some(host) = &host
+        && !is_loopback_authority(host)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_host",
+            format!(
+                "Host `{host}` is not a loopback address; without admin.token the API answers only requests addressed to localhost, 127.0.0.1 or [::1] (set a token to serve other names)"
+            ),
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).map(text) {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        let same = match (authority, &host) {
+            (Some(a), Some(h)) => a == h,
+            (Some(a), None) => is_loopback_authority(a),
+            (None, _) => false,
+        };
+        if !same {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!(
+                    "cross-origin request from `{origin}` refused; without admin.token the API does not serve web pages of other origins"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `authority` (`host[:port]`, lowercase) names the loopback
+/// interface: `localhost`, `127.0.0.0/8` or `[::1]`.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || is_port(port) => ip,
+            _ => return false,
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) if is_port(port) => host,
+            Some(_) => return false,
+            None => authority,
+        },
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(text: &str) -> bool {
+    text.strip_prefix(':')
+        .unwrap_or(text)
+        .parse::<u16>()
+        .is_ok()
+}
+
+/// Refuse a body whose `Content-Type` is not one of `allowed` (415
+/// `unsupported_media_type`). A browser can send a cross-site request
+/// without a preflight only as `text/plain`, a form or multipart; requiring
+/// the real media type closes that door even where the origin is unknown.
+pub(crate) fn require_content_type(headers: &HeaderMap, allowed: &[&str]) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if given
+        .as_deref()
+        .is_some_and(|g| allowed.iter().any(|a| a.eq_ignore_ascii_case(g)))
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!(
+            "Content-Type is {}; send {}",
+            given.map_or("missing".to_string(), |g| format!("`{g}`")),
+            allowed
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    ))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -185,7 +319,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "broker_unreachable",
             format!(
                 "NATS JetStream at {} is not reachable yet; retrying",
-                nats.urls()
+                crate::config::redact_urls(nats.urls())
             ),
         )
         .into_response();

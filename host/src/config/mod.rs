@@ -2,7 +2,9 @@
 //! settings, with `${VAR}` / `${VAR:-default}` interpolation.
 //!
 //! Invariants: unknown keys are errors naming their path
-//! (`handlers.enrich.limits.dedline_ms`); every name is a valid topic or
+//! (`handlers.enrich.limits.dedline_ms`); numbers are bounded (see
+//! [`bounds`]) so no sum or product of them overflows, and a value out of
+//! range is an error naming its key; every name is a valid topic or
 //! handler name; every topic a handler reads or writes is declared; relative
 //! component paths are resolved against the config file's directory.
 
@@ -185,9 +187,16 @@ pub struct AdminConfig {
     pub max_body_bytes: usize,
     /// Largest component upload, in bytes.
     pub max_component_bytes: usize,
-    /// Bearer token required on every `/v1` route (`WEIR_ADMIN_TOKEN` and
-    /// `--admin-token` win). Required when `addr` is not loopback.
+    /// Bearer token required on every `/v1` route and `/metrics`
+    /// (`WEIR_ADMIN_TOKEN` and `--admin-token` win). Required when `addr`
+    /// is not loopback.
     pub token: Option<String>,
+    /// Longest wait for a request's headers, in ms; a connection that has
+    /// not sent them by then (idle keep-alive included) is closed.
+    pub header_read_timeout_ms: u64,
+    /// Most connections served at once; beyond it a new connection is
+    /// answered 503 and closed.
+    pub max_connections: usize,
 }
 
 impl Default for AdminConfig {
@@ -197,11 +206,38 @@ impl Default for AdminConfig {
             max_body_bytes: 8 << 20,
             max_component_bytes: 64 << 20,
             token: None,
+            header_read_timeout_ms: 10_000,
+            max_connections: 256,
         }
     }
 }
 
-/// Group commit: how many events a batch holds and how long to wait to fill it.
+/// Upper (and some lower) bounds of configuration numbers. They are far
+/// beyond any sensible setting and keep every computation on them (`ts +
+/// retention`, `now + linger`) from overflowing.
+pub mod bounds {
+    /// `topics.*.retention_secs`: 100 years.
+    pub const RETENTION_SECS: u64 = 100 * 366 * 24 * 3600;
+    /// `topics.*.retention_bytes`: 1 PiB.
+    pub const RETENTION_BYTES: u64 = 1 << 50;
+    /// `pipeline.linger_ms`: 10 s.
+    pub const LINGER_MS: u64 = 10_000;
+    /// `pipeline.max_dead_letters`.
+    pub const DEAD_LETTERS: u64 = 10_000_000;
+    /// `admin.max_body_bytes`: 1 GiB.
+    pub const BODY_BYTES: usize = 1 << 30;
+    /// `admin.max_component_bytes`: 1 GiB.
+    pub const COMPONENT_BYTES: usize = 1 << 30;
+    /// `admin.header_read_timeout_ms`: 100 ms to 5 min.
+    pub const HEADER_READ_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=300_000;
+    /// `admin.max_connections`.
+    pub const CONNECTIONS: usize = 65_536;
+    /// `nats.ack_timeout_ms`: 10 min.
+    pub const ACK_TIMEOUT_MS: u64 = 600_000;
+}
+
+/// Group commit: how many events a batch holds and how long to wait to
+/// fill it; how many dead letters a handler keeps.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -209,6 +245,10 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// Longest wait for a batch to fill once its first event is available.
     pub linger_ms: u64,
+    /// Most dead letters kept per handler and source partition; the oldest
+    /// is evicted (and counted in `weir_handler_dead_letters_evicted_total`)
+    /// to make room for a new one.
+    pub max_dead_letters: u64,
 }
 
 impl Default for PipelineConfig {
@@ -216,6 +256,7 @@ impl Default for PipelineConfig {
         Self {
             batch_size: 500,
             linger_ms: 2,
+            max_dead_letters: 10_000,
         }
     }
 }
@@ -438,6 +479,17 @@ impl Config {
         if self.pipeline.batch_size == 0 || self.pipeline.batch_size > 100_000 {
             return Err(("pipeline.batch_size".into(), "must be 1..=100000".into()));
         }
+        at_most(
+            "pipeline.linger_ms",
+            self.pipeline.linger_ms,
+            bounds::LINGER_MS,
+        )?;
+        in_range(
+            "pipeline.max_dead_letters",
+            self.pipeline.max_dead_letters,
+            1..=bounds::DEAD_LETTERS,
+        )?;
+        self.check_admin()?;
         for (name, topic) in &self.topics {
             check_name(name).map_err(|m| (format!("topics.{name}"), m))?;
             if topic.partitions == 0 || topic.partitions > 1024 {
@@ -446,6 +498,17 @@ impl Config {
                     "must be 1..=1024".into(),
                 ));
             }
+            let key = |k: &str| format!("topics.{name}.{k}");
+            at_most(
+                &key("retention_secs"),
+                topic.retention_secs,
+                bounds::RETENTION_SECS,
+            )?;
+            at_most(
+                &key("retention_bytes"),
+                topic.retention_bytes,
+                bounds::RETENTION_BYTES,
+            )?;
             if let Some(nats) = &topic.nats {
                 let key = |k: &str| format!("topics.{name}.nats.{k}");
                 if self.nats.is_none() {
@@ -482,6 +545,11 @@ impl Config {
             if nats.user.is_some() != nats.password.is_some() {
                 return Err(("nats.user".into(), "user and password go together".into()));
             }
+            in_range(
+                "nats.ack_timeout_ms",
+                nats.ack_timeout_ms,
+                1..=bounds::ACK_TIMEOUT_MS,
+            )?;
         }
         if let Some(cluster) = &self.cluster {
             if self.nats.is_none() {
@@ -518,6 +586,74 @@ impl Config {
         }
         Ok(())
     }
+
+    fn check_admin(&self) -> Result<(), (String, String)> {
+        let a = &self.admin;
+        in_range(
+            "admin.max_body_bytes",
+            a.max_body_bytes,
+            1..=bounds::BODY_BYTES,
+        )?;
+        in_range(
+            "admin.max_component_bytes",
+            a.max_component_bytes,
+            1..=bounds::COMPONENT_BYTES,
+        )?;
+        in_range(
+            "admin.header_read_timeout_ms",
+            a.header_read_timeout_ms,
+            bounds::HEADER_READ_TIMEOUT_MS,
+        )?;
+        in_range(
+            "admin.max_connections",
+            a.max_connections,
+            1..=bounds::CONNECTIONS,
+        )
+    }
+}
+
+fn at_most(key: &str, value: u64, max: u64) -> Result<(), (String, String)> {
+    in_range(key, value, 0..=max)
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), (String, String)> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err((
+        key.to_string(),
+        format!(
+            "{value} is out of range: must be {}..={}",
+            range.start(),
+            range.end()
+        ),
+    ))
+}
+
+/// `url` with any `user:password@` replaced by `***@`, for logs and
+/// answers.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// [`redact_url`] on each of comma-separated `urls`.
+pub fn redact_urls(urls: &str) -> String {
+    urls.split(',')
+        .map(redact_url)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Topic and handler names: 1..=128 of `[A-Za-z0-9._-]`.

@@ -1,4 +1,5 @@
-//! Config parsing and checking: paths in errors, defaults, interpolation, NATS bindings.
+//! Config parsing and checking: paths in errors, defaults, interpolation,
+//! NATS bindings, bounds on numbers, redacted URLs.
 
 use super::*;
 
@@ -125,4 +126,42 @@ fn interpolation_escapes_and_defaults() {
     assert_eq!(interpolate("a$${b}c", &env).unwrap(), "a${b}c");
     assert_eq!(interpolate("${X:-}", &env).unwrap(), "");
     assert_eq!(interpolate("x${Y:-1}y", &env).unwrap(), "x1y");
+}
+
+#[test]
+fn numbers_that_would_overflow_are_refused_with_their_key() {
+    let text = GOOD.replace(
+        "partitions = 4",
+        "partitions = 4\nretention_secs = 9223372036854775807",
+    );
+    assert_eq!(key_of(&text), "topics.orders.retention_secs");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("out of range"), "{err}");
+    let text = GOOD.replace("batch_size = 10", "linger_ms = 18446744073709551615");
+    assert_eq!(key_of(&text), "pipeline.linger_ms");
+    let text = GOOD.replace("batch_size = 10", "max_dead_letters = 0");
+    assert_eq!(key_of(&text), "pipeline.max_dead_letters");
+    let text = format!("{GOOD}\n[admin]\nheader_read_timeout_ms = 0");
+    assert_eq!(key_of(&text), "admin.header_read_timeout_ms");
+    let text = format!("{GOOD}\n[admin]\nmax_connections = 0");
+    assert_eq!(key_of(&text), "admin.max_connections");
+    let text = format!("{GOOD}\n[nats]\nack_timeout_ms = 18446744073709551615");
+    assert_eq!(key_of(&text), "nats.ack_timeout_ms");
+    let at_max = GOOD.replace(
+        "partitions = 4",
+        &format!(
+            "partitions = 4\nretention_secs = {}",
+            bounds::RETENTION_SECS
+        ),
+    );
+    assert!(parse(&at_max).is_ok());
+}
+
+#[test]
+fn credentials_in_urls_are_redacted() {
+    assert_eq!(
+        redact_urls("nats://weir:hunter2@h:4222,tls://tok@h2,nats://h3:4222"),
+        "nats://***@h:4222,tls://***@h2,nats://h3:4222"
+    );
+    assert_eq!(redact_url("h:4222/a@b"), "h:4222/a@b");
 }

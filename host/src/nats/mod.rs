@@ -85,12 +85,16 @@ impl Nats {
         config: &NatsConfig,
         topics: &BTreeMap<String, TopicConfig>,
     ) -> anyhow::Result<Arc<Self>> {
-        let urls = config.urls.join(",");
+        // Shown in logs, errors and /readyz: never with credentials.
+        let urls = crate::config::redact_urls(&config.urls.join(","));
         let mut addrs = Vec::new();
         for url in &config.urls {
             addrs.push(
                 url.parse::<async_nats::ServerAddr>()
-                    .with_context(|| format!("nats.urls: `{url}` is not a NATS URL"))?,
+                    .with_context(|| {
+                        let url = crate::config::redact_url(url);
+                        format!("nats.urls: `{url}` is not a NATS URL")
+                    })?,
             );
         }
         let mut opts = async_nats::ConnectOptions::new()

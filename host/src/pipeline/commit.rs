@@ -69,6 +69,8 @@ pub(crate) struct Committer {
     pub(crate) unflushed: Option<Ticket>,
     /// Guest log lines dropped as of the last commit (to count the rest).
     pub(crate) dropped_log_lines: u64,
+    /// Most dead letters kept per source partition (`pipeline.max_dead_letters`).
+    pub(crate) max_dead_letters: u64,
 }
 
 /// What one batch will write, accumulated event by event.
@@ -79,6 +81,12 @@ struct Pending {
     seen: HashSet<Vec<u8>>,
     cursors: BTreeMap<String, u64>,
     events: u64,
+    /// Dead letters per source partition prefix: how many the store held
+    /// when first counted in this batch, and how many of those the batch
+    /// evicts (oldest first).
+    dead_counts: BTreeMap<Vec<u8>, (u64, u64)>,
+    /// Dead letters this batch adds, per source partition prefix, in order.
+    dead_added: BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
 }
 
 /// What became of one event; its effects are committed with the batch.
@@ -106,9 +114,7 @@ impl Committer {
                 Disposition::Handled(outputs) => self.add_outputs(&mut pending, &event, outputs)?,
                 Disposition::DeadLettered(dead) => {
                     self.stats.record_dead_letter();
-                    let key =
-                        keys::dead(&self.plan.name, &event.topic, self.partition, event.offset);
-                    pending.write.puts.push((key, encode(&dead)));
+                    self.add_dead_letter(&mut pending, &event, &dead)?;
                 }
                 Disposition::Interrupted => break,
             }
@@ -144,6 +150,59 @@ impl Committer {
             pending.write.deletes.push(queue_key);
         }
         self.commit(pending)
+    }
+
+    /// Record `dead` in the batch, first evicting the oldest dead letter of
+    /// the event's source partition when it already holds
+    /// `max_dead_letters`: the newest failures are the ones an operator
+    /// needs, and a stream of poison events must not grow the store
+    /// without bound. Evictions are counted in
+    /// `weir_handler_dead_letters_evicted_total`.
+    /// The store's dead letters are counted once per batch, by key only.
+    fn add_dead_letter(
+        &self,
+        pending: &mut Pending,
+        event: &Event,
+        dead: &DeadLetter,
+    ) -> Result<(), PipelineError> {
+        let key = keys::dead(&self.plan.name, &event.topic, self.partition, event.offset);
+        let prefix = key[..key.len() - 8].to_vec();
+        if self.store.get(&key)?.is_some() {
+            // The same position dead-lettered again (after a rewind): it
+            // replaces its old record, the count does not grow.
+            pending.write.puts.push((key, encode(dead)));
+            return Ok(());
+        }
+        let max = self.max_dead_letters.max(1);
+        if !pending.dead_counts.contains_key(&prefix) {
+            let limit = usize::try_from(max).unwrap_or(usize::MAX);
+            let mut stored = 0u64;
+            for item in self.store.scan_prefix(&prefix).take(limit) {
+                item?;
+                stored += 1;
+            }
+            pending.dead_counts.insert(prefix.clone(), (stored, 0));
+        }
+        let added = pending.dead_added.entry(prefix.clone()).or_default();
+        let (stored, evicted) = pending.dead_counts.get(&prefix).copied().unwrap_or((0, 0));
+        if stored - evicted + added.len() as u64 >= max {
+            if stored > evicted {
+                let skip = usize::try_from(evicted).unwrap_or(usize::MAX);
+                if let Some(item) = self.store.scan_prefix(&prefix).nth(skip) {
+                    pending.write.deletes.push(item?.0.to_vec());
+                }
+                pending
+                    .dead_counts
+                    .insert(prefix.clone(), (stored, evicted + 1));
+            } else if !added.is_empty() {
+                let oldest = added.remove(0);
+                pending.write.puts.retain(|(k, _)| *k != oldest);
+            }
+            self.stats.record_dead_letter_evicted();
+        }
+        added.push(key.clone());
+        pending.write.puts.push((key, encode(dead)));
+        Ok(())
     }
 
     /// Whether this handler already committed the event's ID on this

@@ -337,6 +337,7 @@ impl LoopContext {
             since_sweep: BTreeMap::new(),
             unflushed: None,
             dropped_log_lines: 0,
+            max_dead_letters: self.settings.max_dead_letters,
         };
         let linger = Duration::from_millis(self.settings.linger_ms);
         while !self.shutdown.load(Ordering::SeqCst) {

@@ -5,8 +5,9 @@
 //! uploaded) and `<sha256>.cwasm` (wasmtime's compiled form). A restart loads
 //! the `.cwasm` instead of compiling; a `.cwasm` that this wasmtime build
 //! cannot load (other version or settings) is recompiled and replaced.
-//! Files are written to a temporary name and renamed, so a crash never leaves
-//! a half-written artifact under its final name.
+//! Files are written to a temporary file unique to the writer and renamed,
+//! so a crash never leaves a half-written artifact under its final name and
+//! concurrent uploads of one component never mix their files.
 
 use std::fmt;
 use std::fs;
@@ -378,13 +379,20 @@ pub(crate) fn check_world(
     Ok(pre)
 }
 
+/// Write `bytes` to a temporary file of its own (unique per call, so
+/// concurrent writers of the same digest never share one) in `path`'s
+/// directory, sync it and rename it over `path`.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ComponentError> {
-    let tmp = path.with_extension("tmp");
+    let dir = path.parent().unwrap_or(Path::new("."));
     let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = tempfile::Builder::new()
+            .prefix(".upload-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
+        file.as_file().sync_all()?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
     })();
     result.map_err(|source| io_err(path, source))
 }

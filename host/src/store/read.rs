@@ -17,6 +17,19 @@ impl Store {
     /// Records removed by retention are skipped: the first event's offset
     /// may be greater than `from`.
     pub fn read(&self, topic: &str, partition: u32, from: u64, limit: usize) -> Result<Vec<Event>> {
+        self.read_bounded(topic, partition, from, limit, usize::MAX)
+    }
+
+    /// [`Store::read`], stopping before the stored records pass `max_bytes`
+    /// in all (the first record is returned whatever its size).
+    pub fn read_bounded(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Event>> {
         self.check_partition(topic, partition)?;
         let durable = self.durable_head(topic, partition);
         if from >= durable || limit == 0 {
@@ -24,8 +37,13 @@ impl Store {
         }
         let range = keys::log(topic, partition, from)..keys::log(topic, partition, durable);
         let mut out = Vec::with_capacity(limit.min(1024));
+        let mut bytes = 0usize;
         for item in self.db.range(range).take(limit) {
             let (k, v) = item?;
+            bytes = bytes.saturating_add(v.len());
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
             let offset = keys::offset_in(&k)?;
             let record: LogRecord = decode(&k, &v)?;
             out.push(record.into_event(topic, partition, offset));

@@ -27,7 +27,9 @@ async fn call_with(
     if let Some(t) = token {
         request = request.header("authorization", format!("Bearer {t}"));
     }
-    if method == "PUT" || uri.ends_with("/rewind") {
+    if uri == "/v1/components" {
+        request = request.header("content-type", "application/wasm");
+    } else if method == "PUT" || method == "POST" {
         request = request.header("content-type", "application/json");
     }
     let response = router(state, limits)
@@ -353,10 +355,17 @@ async fn every_v1_route_needs_the_token_when_one_is_set() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    for open in ["/healthz", "/readyz", "/metrics"] {
+    for open in ["/healthz", "/readyz"] {
         let (status, _) = call_with(state.clone(), "GET", open, Body::empty(), None).await;
         assert_eq!(status, StatusCode::OK, "{open}");
     }
+    // Metrics name handlers and topics: they need the token too.
+    for token in [None, Some("wrong"), Some("s3cret-but-longer")] {
+        let (status, _) = call_with(state.clone(), "GET", "/metrics", Body::empty(), token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "/metrics {token:?}");
+    }
+    let (status, _) = call_with(state, "GET", "/metrics", Body::empty(), Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -36,6 +36,7 @@ impl Api {
         let request = Request::builder()
             .method(method)
             .uri(uri)
+            .header("content-type", "application/x-ndjson")
             .body(body.into())
             .unwrap();
         let response = app.oneshot(request).await.unwrap();

@@ -39,11 +39,22 @@ impl StateReader for BrokenState {
 pub struct TestHost {
     pub store: Arc<weir::store::Store>,
     pub handlers: Arc<weir::handlers::Handlers>,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl TestHost {
     pub fn new(topics: &[(&str, u32)]) -> Self {
+        Self::with_settings(
+            topics,
+            weir::config::PipelineConfig {
+                batch_size: 16,
+                linger_ms: 0,
+                ..Default::default()
+            },
+        )
+    }
+
+    pub fn with_settings(topics: &[(&str, u32)], settings: weir::config::PipelineConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(weir::store::Store::open(&dir.path().join("store")).unwrap());
         for (t, p) in topics {
@@ -54,10 +65,6 @@ impl TestHost {
             weir::runtime::ComponentStore::open(dir.path().join("components"), runtime.clone())
                 .unwrap();
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let settings = weir::config::PipelineConfig {
-            batch_size: 16,
-            linger_ms: 0,
-        };
         let pipeline = Arc::new(weir::pipeline::Pipeline::new(
             store.clone(),
             &runtime,
@@ -72,7 +79,7 @@ impl TestHost {
         Self {
             store,
             handlers,
-            _dir: dir,
+            dir,
         }
     }
 

@@ -9,3 +9,4 @@ mod common;
 mod docs;
 mod pipeline;
 mod runtime;
+mod security;

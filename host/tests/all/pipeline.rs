@@ -86,6 +86,7 @@ fn run_until(store: &Arc<Store>, f: &Fixture, plan: HandlerPlan, events: u64) ->
     let settings = PipelineConfig {
         batch_size: 16,
         linger_ms: 0,
+        ..PipelineConfig::default()
     };
     let pipeline = Pipeline::start(store.clone(), &f.runtime, settings, vec![plan], tx).unwrap();
     let stats = pipeline.stats("h");
