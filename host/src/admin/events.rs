@@ -257,7 +257,7 @@ pub(super) async fn read(
     State(state): State<AppState>,
     Path(topic): Path<String>,
     query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReadAnswer>, ApiError> {
     let Query(q) = query.map_err(|r| ApiError::bad_request("bad_query", r.body_text()))?;
     let store = state.store.clone();
     let limit = q.limit.min(MAX_READ);
@@ -269,10 +269,24 @@ pub(super) async fn read(
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     let next = events.last().map_or(q.from, |e| e.offset + 1);
     let head = state.store.durable_head(&topic, q.partition);
-    let views: Vec<EventView> = events.into_iter().map(EventView::from).collect();
-    Ok(Json(json!({
-        "topic": topic, "partition": q.partition, "events": views, "next": next, "head": head,
-    })))
+    Ok(Json(ReadAnswer {
+        topic,
+        partition: q.partition,
+        events: events.into_iter().map(EventView::from).collect(),
+        next,
+        head,
+    }))
+}
+
+/// The answer of a read. A struct, not a `serde_json::Value`: going through
+/// `Value` would re-encode the raw payloads.
+#[derive(Serialize)]
+pub(super) struct ReadAnswer {
+    topic: String,
+    partition: u32,
+    events: Vec<EventView>,
+    next: u64,
+    head: u64,
 }
 
 #[utoipa::path(get, path = "/v1/topics", tag = "events",

@@ -316,14 +316,34 @@ pub(super) async fn rewind(
     Ok(Json(json!({"partitions": partitions})))
 }
 
-fn dead_view(d: DeadLetter) -> Value {
-    json!({
-        "event": EventView::from(d.event),
-        "kind": d.kind,
-        "error": d.error,
-        "attempts": d.attempts,
-        "at_ms": d.at_ms,
-    })
+/// One dead letter as the API returns it (a struct, so the event's raw
+/// JSON payload is not re-encoded through `serde_json::Value`).
+#[derive(serde::Serialize)]
+pub(super) struct DeadView {
+    event: EventView,
+    kind: String,
+    error: String,
+    attempts: u32,
+    at_ms: u64,
+}
+
+impl From<DeadLetter> for DeadView {
+    fn from(d: DeadLetter) -> Self {
+        Self {
+            event: d.event.into(),
+            kind: d.kind,
+            error: d.error,
+            attempts: d.attempts,
+            at_ms: d.at_ms,
+        }
+    }
+}
+
+/// The answer of `GET .../dead-letters`.
+#[derive(serde::Serialize)]
+pub(super) struct DeadLetters {
+    handler: String,
+    dead_letters: Vec<DeadView>,
 }
 
 #[utoipa::path(get, path = "/v1/handlers/{name}/dead-letters", tag = "dead letters",
@@ -333,11 +353,13 @@ fn dead_view(d: DeadLetter) -> Value {
 pub(super) async fn dead_letters(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeadLetters>, ApiError> {
     let n = name.clone();
     let list = blocking(&state, move |h| h.dead_letters(&n)).await?;
-    let items: Vec<Value> = list.into_iter().map(dead_view).collect();
-    Ok(Json(json!({"handler": name, "dead_letters": items})))
+    Ok(Json(DeadLetters {
+        handler: name,
+        dead_letters: list.into_iter().map(DeadView::from).collect(),
+    }))
 }
 
 /// Body of `POST .../dead-letters/replay`.

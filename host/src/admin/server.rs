@@ -32,7 +32,7 @@ pub struct ConnectionLimits {
 }
 
 /// The answer to a connection beyond the cap.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 99\r\n\r\n{\"error\":{\"code\":\"too_many_connections\",\"message\":\"admin.max_connections reached; retry later\"}}\n";
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 97\r\n\r\n{\"error\":{\"code\":\"too_many_connections\",\"message\":\"admin.max_connections reached; retry later\"}}\n";
 
 /// Longest wait for open connections to finish once shutdown starts (the
 /// router's request timeout is 30 s).
