@@ -89,13 +89,10 @@ impl Nats {
         let urls = crate::config::redact_urls(&config.urls.join(","));
         let mut addrs = Vec::new();
         for url in &config.urls {
-            addrs.push(
-                url.parse::<async_nats::ServerAddr>()
-                    .with_context(|| {
-                        let url = crate::config::redact_url(url);
-                        format!("nats.urls: `{url}` is not a NATS URL")
-                    })?,
-            );
+            addrs.push(url.parse::<async_nats::ServerAddr>().with_context(|| {
+                let url = crate::config::redact_url(url);
+                format!("nats.urls: `{url}` is not a NATS URL")
+            })?);
         }
         let mut opts = async_nats::ConnectOptions::new()
             .name(&config.name)

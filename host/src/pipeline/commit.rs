@@ -164,7 +164,7 @@ impl Committer {
         pending: &mut Pending,
         event: &Event,
         dead: &DeadLetter,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<(), Fatal> {
         let key = keys::dead(&self.plan.name, &event.topic, self.partition, event.offset);
         let prefix = key[..key.len() - 8].to_vec();
         if self.store.get(&key)?.is_some() {
