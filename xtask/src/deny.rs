@@ -43,12 +43,18 @@ pub fn check(root: &Path) -> Result<()> {
     cmd::run(&mut advisories, "cargo deny check advisories")
 }
 
-/// Whether cargo-deny fetched the database before (`$CARGO_HOME/advisory-dbs`).
+/// Whether cargo-deny fetched the database before: a clone under
+/// `$CARGO_HOME/advisory-dbs` holding its `crates/` directory (a failed
+/// fetch leaves only a lock file or an empty directory).
 fn local_database_exists() -> bool {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    cargo_home
-        .and_then(|h| std::fs::read_dir(h.join("advisory-dbs")).ok())
-        .is_some_and(|mut entries| entries.next().is_some())
+    let Some(entries) = cargo_home.and_then(|h| std::fs::read_dir(h.join("advisory-dbs")).ok())
+    else {
+        return false;
+    };
+    entries
+        .flatten()
+        .any(|entry| entry.path().join("crates").is_dir())
 }
