@@ -44,7 +44,7 @@ pub(crate) struct World {
     pub nats: NatsCluster,
     pub js: Arc<Js>,
     dirs: Vec<tempfile::TempDir>,
-    hosts: Vec<Option<Host>>,
+    pub hosts: Vec<Option<Host>>,
 }
 
 impl World {
@@ -54,8 +54,8 @@ impl World {
         let js = Arc::new(Js::connect(&nats.url(0)));
         // A 1 s window on the input, so a producer's late re-send reaches
         // Weir, whose dedup marks (restored with the partition) must drop it.
-        js.create_stream("IN", &["in.*"], Duration::from_secs(1));
-        js.create_stream("OUT", &["out.*"], Duration::from_secs(120));
+        js.create_replicated_stream("IN", &["in.*"], Duration::from_secs(1), 3);
+        js.create_replicated_stream("OUT", &["out.*"], Duration::from_secs(120), 3);
         Self {
             nats,
             js,
@@ -97,8 +97,13 @@ impl World {
         self.hosts[i].as_ref().unwrap()
     }
 
+    /// The hosts running now.
     pub(crate) fn live(&self) -> Vec<&Host> {
-        self.hosts.iter().flatten().collect()
+        self.hosts
+            .iter()
+            .flatten()
+            .filter(|h| h.child.is_some())
+            .collect()
     }
 
     /// SIGKILL host `i` and delete its data directory: it never returns.
@@ -412,4 +417,68 @@ fn a_host_joining_mid_stream_takes_its_share() {
         .filter(|h| h.contains(&format!("h{newcomer}")))
         .count();
     assert_eq!(theirs, 2, "6 partitions over 3 hosts: {owned:?}");
+}
+
+#[test]
+fn a_rolling_restart_of_every_host_hands_partitions_over() {
+    let _one = one_at_a_time();
+    let mut world = World::new();
+    for _ in 0..3 {
+        world.start(Vec::new());
+    }
+    world.wait_owned(Duration::from_secs(30), &[0, 1, 2]);
+    let producers = produce(&world.js);
+    let rounds = if long() { 3 } else { 1 };
+    for _ in 0..rounds {
+        for i in 0..3 {
+            let host = world.hosts[i].as_mut().unwrap();
+            let status = host.terminate();
+            assert!(status.success(), "h{i} stopped cleanly: {status}");
+            let others: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+            world.wait_owned(Duration::from_secs(30), &others);
+            world.hosts[i].as_mut().unwrap().restart();
+            world.wait_owned(Duration::from_secs(30), &[0, 1, 2]);
+        }
+    }
+    let acked = join(producers);
+    world.drain();
+    world.verdict(
+        "rolling restart (SIGTERM, restart) of every host",
+        3 * rounds,
+        &acked,
+    );
+    let handed: usize = world
+        .live()
+        .iter()
+        .map(|h| log_lines(h, "every lease handed over").len())
+        .sum();
+    assert_eq!(
+        handed,
+        3 * rounds as usize,
+        "each stop handed its leases over"
+    );
+}
+
+#[test]
+fn a_nats_node_killed_and_restarted_under_load() {
+    let _one = one_at_a_time();
+    let mut world = World::new();
+    for _ in 0..3 {
+        world.start(Vec::new());
+    }
+    world.wait_owned(Duration::from_secs(30), &[0, 1, 2]);
+    let producers = produce(&world.js);
+    let rounds = if long() { 3 } else { 1 };
+    for round in 0..rounds {
+        std::thread::sleep(Duration::from_secs(2));
+        // Every stream and bucket is R3. Not node 0: the producers and the
+        // checker connect there.
+        let node = 1 + round % 2;
+        world.nats.kill(node);
+        std::thread::sleep(Duration::from_secs(3));
+        world.nats.restart(node);
+    }
+    let acked = join(producers);
+    world.drain();
+    world.verdict("a NATS node SIGKILLed and restarted", rounds as u64, &acked);
 }

@@ -197,3 +197,168 @@ pub(crate) fn apply(
         .collect();
     Ok((restored, applied))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::RetryPolicy;
+    use crate::pipeline::{HandlerCode, NativeHandler};
+    use crate::runtime::HandlerSettings;
+
+    /// Binds every topic but `local`.
+    #[derive(Debug)]
+    struct Binds;
+
+    impl Connector for Binds {
+        fn binds(&self, topic: &str) -> bool {
+            topic != "local"
+        }
+        fn owns(&self, _: u32) -> bool {
+            true
+        }
+        fn reader(
+            self: Arc<Self>,
+            _: &str,
+            _: u32,
+            _: u64,
+        ) -> Option<Box<dyn crate::connector::PartitionReader>> {
+            None
+        }
+        fn outbox_full(&self, _: &Store, _: &str) -> bool {
+            false
+        }
+    }
+
+    fn plan() -> HandlerPlan {
+        let native: NativeHandler = Arc::new(|_| Ok(Vec::new()));
+        HandlerPlan {
+            name: "h".into(),
+            code: HandlerCode::Native(native),
+            settings: HandlerSettings::default(),
+            subscribe: vec!["in".into()],
+            retry: RetryPolicy::default(),
+            dedup_window: 100,
+        }
+    }
+
+    fn output(topic: &str, id: &str) -> Append {
+        Append {
+            topic: topic.into(),
+            partition: 0,
+            record: LogRecord {
+                id: id.into(),
+                key: None,
+                headers: Vec::new(),
+                payload: id.as_bytes().to_vec(),
+                timestamp_ms: 0,
+            },
+        }
+    }
+
+    fn batch(puts: &[(&str, &str)], deletes: &[&str], outputs: Vec<Append>) -> Write {
+        Write {
+            appends: outputs,
+            puts: puts
+                .iter()
+                .map(|(k, v)| (keys::state("h", 0, k), v.as_bytes().to_vec()))
+                .collect(),
+            deletes: deletes.iter().map(|k| keys::state("h", 0, k)).collect(),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        for topic in ["in", "out", "local"] {
+            store.ensure_topic(topic, 1).unwrap();
+        }
+        (dir, store)
+    }
+
+    fn state(store: &Store, key: &str) -> Option<String> {
+        let v = store.get(&keys::state("h", 0, key)).unwrap()?;
+        Some(String::from_utf8(v.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn a_full_restore_replaces_the_local_copy_in_entry_order_and_resends_what_was_not_relayed() {
+        let (_dir, store) = store();
+        // A stale local copy: a key the changelog no longer has.
+        let stale = batch(&[("gone", "x"), ("a", "old")], &[], Vec::new());
+        store.commit(stale, |_| Ok(())).unwrap();
+        let snapshot_body = {
+            let (_d, other) = self::store();
+            other
+                .commit(
+                    batch(&[("a", "1"), ("b", "1")], &[], Vec::new()),
+                    |_| Ok(()),
+                )
+                .unwrap();
+            let unrelayed = vec![(5, OutputRecord::from(&output("out", "h/e5/0")))];
+            snapshot(&other, &plan(), 0, unrelayed).unwrap()
+        };
+        let entries = vec![
+            // Relayed through 5: the snapshot's output is not sent again.
+            (
+                6,
+                entry(
+                    &batch(&[("b", "2")], &["a"], vec![output("out", "h/e6/0")]),
+                    5,
+                ),
+            ),
+            (
+                8,
+                entry(
+                    &batch(&[("a", "3")], &[], vec![output("local", "h/e8/0")]),
+                    5,
+                ),
+            ),
+        ];
+        let restore = Restore {
+            snapshot: Some(snapshot_body),
+            entries,
+            last: 9,
+            bytes: 0,
+            last_write_ms: None,
+        };
+        let (outputs, applied) = apply(&store, Some(&Binds), &plan(), 0, restore).unwrap();
+        assert_eq!(applied, 2);
+        assert_eq!(state(&store, "gone"), None, "the stale copy is replaced");
+        assert_eq!(
+            state(&store, "a").as_deref(),
+            Some("3"),
+            "deleted, then put again"
+        );
+        assert_eq!(state(&store, "b").as_deref(), Some("2"));
+        assert_eq!(store.get_u64(&keys::changelog("h", 0)).unwrap(), Some(9));
+        // Only the entry-6 output: 5 was relayed, `local` stays local.
+        let ids: Vec<_> = outputs.iter().map(|u| u.record.record.id.clone()).collect();
+        assert_eq!(ids, ["h/e6/0"]);
+        assert_eq!(outputs[0].seq, 6);
+        let outbox = store.read("out", 0, 0, 10).unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(outbox[0].id, "h/e6/0");
+    }
+
+    #[test]
+    fn a_recent_local_copy_only_gets_the_entries_after_it() {
+        let (_dir, store) = store();
+        store
+            .commit(batch(&[("a", "1"), ("keep", "k")], &[], Vec::new()), |_| {
+                Ok(())
+            })
+            .unwrap();
+        let restore = Restore {
+            snapshot: None,
+            entries: vec![(4, entry(&batch(&[("a", "2")], &[], Vec::new()), 0))],
+            last: 5,
+            bytes: 0,
+            last_write_ms: None,
+        };
+        apply(&store, Some(&Binds), &plan(), 0, restore).unwrap();
+        assert_eq!(state(&store, "a").as_deref(), Some("2"));
+        assert_eq!(state(&store, "keep").as_deref(), Some("k"));
+    }
+}
