@@ -611,4 +611,31 @@ mod tests {
         assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3"), "{out}");
         assert!(out.contains("x_count{a=\"b\"} 3"), "{out}");
     }
+
+    #[test]
+    fn cluster_stats_render_without_labels_and_keep_the_last_take_over() {
+        let stats = ClusterStats::default();
+        stats.record_fenced_write();
+        let took = Duration::from_millis(20);
+        stats.record_restore(("h", 2), 1_000, took, 512, Some(Duration::from_secs(3)));
+        let mut out = Exposition::default();
+        stats.render(&mut out);
+        let text = out.finish();
+        for line in [
+            "weir_cluster_fenced_writes_total 1",
+            "weir_cluster_restore_bytes_total 512",
+            "weir_cluster_restore_seconds_bucket{le=\"0.05\"} 1",
+            "weir_cluster_restore_seconds_count 1",
+            "weir_cluster_handoff_idle_seconds_bucket{le=\"2.5\"} 0",
+            "weir_cluster_handoff_idle_seconds_bucket{le=\"5\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        let last = stats.last_restore("h", 2).unwrap();
+        assert_eq!(
+            (last.at_ms, last.idle_ms, last.bytes),
+            (1_000, Some(3_000), 512)
+        );
+        assert!(stats.last_restore("h", 1).is_none());
+    }
 }
