@@ -482,3 +482,106 @@ fn a_nats_node_killed_and_restarted_under_load() {
     world.drain();
     world.verdict("a NATS node SIGKILLed and restarted", rounds as u64, &acked);
 }
+
+/// How long a lost host's partitions go without a changelog write until
+/// their new owners have fenced and restored them, over repeated losses
+/// (a host SIGKILLed with its data directory deleted, a fresh one joining
+/// after each), under steady load. Run with `-- --ignored --nocapture`;
+/// `WEIR_FAILOVER_REPEATS` sets the count (default 8).
+#[test]
+#[ignore = "long: about 12 s per repeat"]
+fn failover_idle_with_restore_over_repeats() {
+    let _one = one_at_a_time();
+    let repeats: usize = std::env::var("WEIR_FAILOVER_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let mut world = World::new();
+    for _ in 0..3 {
+        world.start(Vec::new());
+    }
+    world.wait_owned(Duration::from_secs(30), &[0, 1, 2]);
+    // Steady load: one event per partition every 50 ms.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (js, stop) = (world.js.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut acked = HashSet::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let batch: Vec<Message> = (0..PARTITIONS)
+                    .map(|p| {
+                        let id = format!("s-{n}-{p}");
+                        acked.insert(id.clone());
+                        let headers = vec![
+                            ("Nats-Msg-Id".to_string(), id),
+                            ("Weir-Key".to_string(), format!("k{p}")),
+                        ];
+                        let payload = json!({"n": n}).to_string().into_bytes();
+                        (format!("in.{p}"), headers, payload)
+                    })
+                    .collect();
+                publish(&js, &batch);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            acked
+        })
+    };
+    let mut idle = Vec::new();
+    for _ in 0..repeats {
+        std::thread::sleep(Duration::from_secs(2));
+        let victim = world
+            .hosts
+            .iter()
+            .position(|h| h.as_ref().is_some_and(|h| h.child.is_some()))
+            .unwrap();
+        let victim_id = format!("h{victim}");
+        let before = world.owners().unwrap();
+        let moved: Vec<u32> = before
+            .iter()
+            .filter(|(_, hosts)| hosts.contains(&victim_id))
+            .map(|(p, _)| *p)
+            .collect();
+        let killed_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        world.destroy(victim);
+        // Until every moved partition's new owner has restored it.
+        let taken = eventually(Duration::from_secs(30), "the partitions taken over", || {
+            let mut found = Vec::new();
+            for host in world.live() {
+                let status = host.try_get("/v1/cluster")?;
+                for p in status["partitions"].as_array()? {
+                    let part = p["partition"].as_u64()? as u32;
+                    let t = &p["last_takeover"];
+                    if p["owner"] == status["host"]
+                        && moved.contains(&part)
+                        && t["at_ms"].as_u64().is_some_and(|at| at >= killed_at)
+                    {
+                        found.push(t["idle_ms"].as_u64()?);
+                    }
+                }
+            }
+            (found.len() == moved.len()).then_some(found)
+        });
+        idle.extend(taken);
+        let newcomer = world.start(Vec::new());
+        world.wait_owned(Duration::from_secs(30), &[newcomer]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked = load.join().unwrap();
+    world.drain();
+    world.verdict("failover repeats", repeats as u64, &acked);
+    idle.sort_unstable();
+    let at = |q: f64| idle[((idle.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "failover idle over {} partition moves ({repeats} hosts lost, TTL 3000 ms): p50 {} ms, p99 {} ms, max {} ms",
+        idle.len(),
+        at(0.5),
+        at(0.99),
+        idle[idle.len() - 1]
+    );
+    assert!(at(0.99) <= 6_000, "p99 within twice the TTL: {idle:?}");
+}
