@@ -264,6 +264,12 @@ impl PartitionLease {
                 });
             }
         }
+        if self.unrelayed.is_empty() {
+            // Nothing waits for the relay: the entry just written says all
+            // but itself was relayed, and it has nothing to relay, so no
+            // progress entry is due.
+            self.reported_relayed = self.last;
+        }
         if self.since_snapshot < self.snapshot_every {
             return Ok(());
         }
