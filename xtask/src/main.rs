@@ -30,6 +30,9 @@ subcommands:
   faults [--long]
                  build the guests and the weir binary, run the fault-injection suite
                  (tests/faults) and print its table; --long runs many more cycles
+  cluster-demo   build the guests and the weir binary, then run examples/cluster: 3 NATS nodes and
+                 3 weir hosts under load; one host is killed and its data directory deleted; prints
+                 the partitions moving and the checker's verdict
   fuzz [SECS]    run each cargo-fuzz target in fuzz/ for SECS seconds (default 60),
                  installing cargo-fuzz if missing
   bench [args]   build the guests, then run every benchmark (`cargo bench -p weir --bench ... -- [args]`);
@@ -58,6 +61,7 @@ enum Task {
     Run(Vec<String>),
     Bench(Vec<String>),
     Faults { long: bool },
+    ClusterDemo,
     Fuzz { secs: u64 },
     Help,
 }
@@ -96,6 +100,10 @@ fn parse(args: &[String]) -> Result<Task> {
                 long: !rest.is_empty(),
             }
         }
+        "cluster-demo" => {
+            only(&[])?;
+            Task::ClusterDemo
+        }
         "fuzz" => Task::Fuzz {
             secs: match rest {
                 [] => 60,
@@ -121,6 +129,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Task::Run(extra) => run(&root, &extra),
         Task::Bench(extra) => bench(&root, &extra),
         Task::Faults { long } => faults(&root, long),
+        Task::ClusterDemo => cluster_demo(&root),
         Task::Fuzz { secs } => fuzz(&root, secs),
         Task::Help => {
             println!("{USAGE}");
@@ -190,21 +199,39 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
 
 /// Build what the fault suite drives, then run it one scenario at a time.
 fn faults(root: &Path, long: bool) -> Result<()> {
+    let mode = if long { "long" } else { "short" };
+    let env = [("WEIR_FAULTS", mode)];
+    e2e_test(
+        root,
+        ["faults", "--", "--nocapture"],
+        &env,
+        "the fault suite",
+    )
+}
+
+/// Build what the end-to-end tests drive, then run `cargo test -p
+/// weir-e2e --test <args...>` with `env`.
+fn e2e_test<'a>(
+    root: &Path,
+    args: impl IntoIterator<Item = &'a str>,
+    env: &[(&str, &str)],
+    what: &str,
+) -> Result<()> {
     let current_nats = build_for_e2e(root)?;
     let mut cargo = cmd::cargo(root);
     cargo
-        .args([
-            "test",
-            "-p",
-            "weir-e2e",
-            "--test",
-            "faults",
-            "--",
-            "--nocapture",
-        ])
-        .env("WEIR_FAULTS", if long { "long" } else { "short" })
+        .args(["test", "-p", "weir-e2e", "--test"])
+        .args(args)
+        .envs(env.iter().copied())
         .env("NATS_SERVER_CURRENT", current_nats);
-    cmd::run(&mut cargo, "the fault suite")
+    cmd::run(&mut cargo, what)
+}
+
+/// The cluster demo (examples/cluster): an ignored test of the cluster
+/// suite that narrates what it does.
+fn cluster_demo(root: &Path) -> Result<()> {
+    let args = ["cluster", "cluster_demo", "--", "--ignored", "--nocapture"];
+    e2e_test(root, args, &[], "the cluster demo")
 }
 
 /// Run every fuzz target for a while; a crash stops with its input saved

@@ -3,8 +3,8 @@
 //! letters), health, readiness and metrics.
 //!
 //! Routes live by subject: [`events`] (topics and events), [`handlers`]
-//! (components, handlers, dead letters), [`metrics`] (`/metrics`),
-//! [`openapi`]; a new route goes in the file of its subject and is
+//! (components, handlers, dead letters), [`cluster`] (`/v1/cluster`),
+//! [`metrics`] (`/metrics`), [`openapi`]; a new route goes in the file of its subject and is
 //! registered in [`router`]. The listener and its connection limits live in
 //! [`server`].
 //!
@@ -16,6 +16,7 @@
 //! message; internals are logged, not sent), body-size limits and request
 //! timeouts.
 
+mod cluster;
 pub mod events;
 mod handlers;
 mod metrics;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// The NATS connection, when topics are bound to JetStream.
     pub nats: Option<Arc<crate::nats::Nats>>,
+    /// The lease manager, in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {
@@ -69,7 +72,14 @@ impl AppState {
             token: None,
             ready: Arc::new(AtomicBool::new(true)),
             nats: None,
+            cluster: None,
         }
+    }
+
+    /// Serve `/v1/cluster` and the cluster metrics from `cluster`.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Report NATS reachability on `/readyz` and metrics; refuse the event
@@ -142,6 +152,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/handlers/{name}/dead-letters/replay",
             post(handlers::replay),
         )
+        .route("/cluster", get(cluster::status))
         .route("/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -329,7 +340,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = tokio::task::spawn_blocking(move || {
-        metrics::render(&state.handlers, &state.store, state.nats.as_deref())
+        let view = state.cluster.as_ref().map(|c| c.view().borrow().clone());
+        metrics::render(
+            &state.handlers,
+            &state.store,
+            state.nats.as_deref(),
+            view.as_ref(),
+        )
     })
     .await
     .unwrap_or_default();

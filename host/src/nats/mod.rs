@@ -24,8 +24,10 @@
 //!
 //! Files: this one holds the client (connection, readiness, the bound
 //! streams) and the [`Connector`] the pipeline calls; [`reader`] the
-//! per-partition source; [`relay`] the outbox relays.
+//! per-partition source; [`relay`] the outbox relays; [`changelog`] cluster
+//! mode's changelog and snapshots, with the broker-side fence.
 
+pub mod changelog;
 mod reader;
 mod relay;
 
@@ -37,8 +39,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, stream};
 
+use crate::cluster::ClusterConfig;
 use crate::config::{NatsBinding, NatsConfig, TopicConfig};
-use crate::connector::{Connector, PartitionReader};
+use crate::connector::{Changelog, Connector, PartitionReader};
 use crate::metrics::RelayStats;
 use crate::store::Store;
 
@@ -67,6 +70,7 @@ pub struct Nats {
     urls: String,
     relay_stats: BTreeMap<String, RelayStats>,
     owned: Option<Vec<u32>>,
+    cluster: Option<ClusterConfig>,
 }
 
 impl std::fmt::Debug for Nats {
@@ -78,12 +82,14 @@ impl std::fmt::Debug for Nats {
 }
 
 impl Nats {
-    /// Connect to `config` for the bound topics among `topics`. Returns at
-    /// once: an unreachable server is retried in the background (and
+    /// Connect to `config` for the bound topics among `topics` (and, with
+    /// `cluster`, the changelog streams of cluster mode). Returns at once:
+    /// an unreachable server is retried in the background (and
     /// [`Nats::is_ready`] stays false until it answers).
     pub async fn connect(
         config: &NatsConfig,
         topics: &BTreeMap<String, TopicConfig>,
+        cluster: Option<&ClusterConfig>,
     ) -> anyhow::Result<Arc<Self>> {
         // Shown in logs, errors and /readyz: never with credentials.
         let urls = crate::config::redact_urls(&config.urls.join(","));
@@ -153,6 +159,7 @@ impl Nats {
             urls,
             relay_stats,
             owned: config.partitions.clone(),
+            cluster: cluster.cloned(),
         }))
     }
 
@@ -169,6 +176,11 @@ impl Nats {
     /// The configured server URLs, comma-separated.
     pub fn urls(&self) -> &str {
         &self.urls
+    }
+
+    /// The client (cluster mode's lease manager shares the connection).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     /// Whether the client holds a connection now.
@@ -232,6 +244,9 @@ impl Nats {
             };
             found.map_err(|e| format!("topic `{topic}`: stream `{}`: {e}", b.stream))?;
         }
+        if let Some(cluster) = &self.cluster {
+            changelog::ensure_streams(&self.js, cluster).await?;
+        }
         Ok(())
     }
 }
@@ -263,5 +278,16 @@ impl Connector for Nats {
                 .sum();
             backlog >= b.max_outbox
         })
+    }
+
+    fn changelog(
+        self: Arc<Self>,
+        handler: &str,
+        partition: u32,
+        epoch: u64,
+    ) -> Option<Box<dyn Changelog>> {
+        let cluster = self.cluster.clone()?;
+        let log = changelog::NatsChangelog::new(self, &cluster, handler, partition, epoch);
+        Some(Box::new(log))
     }
 }
