@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -572,7 +572,13 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &super::Limits) -
             "{message} (at most {MAX_MEMORIES} memories, {MAX_TABLES} tables and {MAX_INSTANCES} instances per handler)"
         ));
     }
-    if message.contains("resource table has no free keys") {
+    let table_full = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    });
+    if table_full {
         return InvokeError::ResourceLimit(format!(
             "more than {MAX_RESOURCES} host resources (pollables, streams) held at once"
         ));
