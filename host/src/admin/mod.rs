@@ -101,10 +101,12 @@ impl AppState {
         self
     }
 
-    /// Turn a store error into an API error, stopping the host on I/O errors.
+    /// Turn a store error into an API error (logged there), stopping the
+    /// host when it means the store is broken (an I/O error or a failed
+    /// flush: what was applied may not be durable).
     pub(crate) fn store_error(&self, e: StoreError) -> ApiError {
         if let (StoreError::Io(_) | StoreError::FlushFailed(_), Some(fatal)) = (&e, &self.fatal) {
-            let _ = fatal.send(Fatal::Host(format!("while appending events: {e}")));
+            let _ = fatal.send(Fatal::Host(format!("admin API: {e}")));
         }
         e.into()
     }
@@ -375,6 +377,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header, if the client should come back.
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -384,7 +388,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 with `code`.
@@ -411,10 +422,18 @@ impl From<StoreError> for ApiError {
             }
             other => {
                 tracing::error!(error = %other, "store error in API");
+                let what = match other {
+                    StoreError::Io(_) => "an I/O error; the host stops and recovers on restart",
+                    StoreError::FlushFailed(_) => {
+                        "a failed flush; the host stops and recovers on restart"
+                    }
+                    StoreError::Corrupt { .. } => "a corrupt record",
+                    _ => "an internal error",
+                };
                 Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the store could not complete the request; nothing was written, retry later",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store_error",
+                    format!("the store failed with {what}; the host log has the details"),
                 )
             }
         }
@@ -424,6 +443,12 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

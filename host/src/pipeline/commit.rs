@@ -21,7 +21,10 @@
 //!
 //! Before sleeping for a retry backoff, the events already processed in the
 //! batch are committed, so a slow poison event never holds finished work
-//! hostage. On shutdown during a backoff the failing event is left
+//! hostage. Likewise, once the state writes the batch holds in host memory
+//! reach the handler's `limits.max_state_bytes`, the events processed so far
+//! are committed before the next one runs, so a guest cannot make the host
+//! buffer more than that (plus one event's writes, also capped by it). On shutdown during a backoff the failing event is left
 //! uncommitted and is retried after the restart.
 
 use std::collections::{BTreeMap, HashSet};
@@ -133,8 +136,18 @@ impl Committer {
                 .push((dedup_key.clone(), event.offset.to_be_bytes().to_vec()));
             pending.seen.insert(dedup_key);
             pending.advance(&event);
+            self.commit_if_state_full(&mut pending)?;
         }
         self.commit(pending)
+    }
+
+    /// Commit the events processed so far if the state writes they hold
+    /// reached `limits.max_state_bytes`.
+    fn commit_if_state_full(&mut self, pending: &mut Pending) -> Result<(), Fatal> {
+        if self.instance.batch_state_bytes() >= self.plan.settings.limits.max_state_bytes {
+            self.commit(std::mem::take(pending))?;
+        }
+        Ok(())
     }
 
     /// Process dead letters queued for replay (`keys::replay`): each is
@@ -157,6 +170,7 @@ impl Committer {
                 Disposition::Interrupted => break,
             }
             pending.write.deletes.push(queue_key);
+            self.commit_if_state_full(&mut pending)?;
         }
         self.commit(pending)
     }

@@ -73,6 +73,10 @@ impl From<LoadedComponent> for HandlerCode {
 pub(crate) trait Invoke {
     fn invoke(&mut self, event: &Event) -> Result<Vec<Output>, InvokeError>;
     fn take_batch_writes(&mut self) -> StateWrites;
+    /// Bytes of state writes held for the batch so far.
+    fn batch_state_bytes(&self) -> u64 {
+        0
+    }
     /// Guest log lines dropped by the rate limit so far.
     fn dropped_log_lines(&self) -> u64 {
         0
@@ -85,6 +89,9 @@ impl Invoke for HandlerInstance {
     }
     fn take_batch_writes(&mut self) -> StateWrites {
         HandlerInstance::take_batch_writes(self)
+    }
+    fn batch_state_bytes(&self) -> u64 {
+        HandlerInstance::batch_state_bytes(self)
     }
     fn dropped_log_lines(&self) -> u64 {
         HandlerInstance::dropped_log_lines(self)
@@ -128,6 +135,8 @@ pub struct Pipeline {
     fatal: FatalSender,
     connector: Option<Arc<dyn Connector>>,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Loops told to stop and maybe still finishing their batch, by handler.
+    stopping: Mutex<BTreeMap<String, StopHandle>>,
     stats: Mutex<BTreeMap<String, Arc<HandlerStats>>>,
     cluster: Option<ClusterSettings>,
     grants: lease::Grants,
@@ -139,6 +148,22 @@ struct Running {
     shutdown: Arc<AtomicBool>,
     /// One loop per partition run here.
     threads: Vec<(u32, JoinHandle<()>)>,
+}
+
+/// The loops of a handler told to stop: [`StopHandle::wait`] waits until
+/// they have finished their batch. Starting the handler again first waits
+/// for them, so two generations of its loops never run at once.
+#[derive(Clone, Default)]
+pub struct StopHandle(Arc<Mutex<Vec<JoinHandle<()>>>>);
+
+impl StopHandle {
+    /// Wait for the loops to finish (at once if they already have).
+    pub fn wait(&self) {
+        let threads = std::mem::take(&mut *lock(&self.0));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -165,6 +190,7 @@ impl Pipeline {
             fatal,
             connector: None,
             running: Mutex::new(BTreeMap::new()),
+            stopping: Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
             cluster: None,
             grants: Arc::default(),
@@ -208,6 +234,9 @@ impl Pipeline {
     /// this host holds.
     pub fn run(&self, plan: HandlerPlan) -> Result<(), Fatal> {
         self.stop(&plan.name);
+        if let Some(stopping) = lock(&self.stopping).remove(&plan.name) {
+            stopping.wait();
+        }
         let plan = Arc::new(plan);
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut partitions = 0;
@@ -388,15 +417,32 @@ impl Pipeline {
     /// Stop `handler`'s loops after their current batch; wait for them.
     /// Returns whether it was running.
     pub fn stop(&self, handler: &str) -> bool {
-        let Some(running) = lock(&self.running).remove(handler) else {
+        let Some(stopping) = self.begin_stop(handler) else {
             return false;
         };
-        running.shutdown.store(true, Ordering::SeqCst);
-        self.store.wake_all();
-        for (_, thread) in running.threads {
-            let _ = thread.join();
+        stopping.wait();
+        let mut map = lock(&self.stopping);
+        if map
+            .get(handler)
+            .is_some_and(|h| Arc::ptr_eq(&h.0, &stopping.0))
+        {
+            map.remove(handler);
         }
         true
+    }
+
+    /// Tell `handler`'s loops to stop after their current batch, without
+    /// waiting: `None` if it was not running. Callers that hold a lock wait
+    /// on the handle after releasing it; until then the loops still count
+    /// as stopping, and [`Pipeline::run`] waits for them.
+    pub fn begin_stop(&self, handler: &str) -> Option<StopHandle> {
+        let running = lock(&self.running).remove(handler)?;
+        running.shutdown.store(true, Ordering::SeqCst);
+        self.store.wake_all();
+        let threads = running.threads.into_iter().map(|(_, t)| t).collect();
+        let stopping = StopHandle(Arc::new(Mutex::new(threads)));
+        lock(&self.stopping).insert(handler.to_string(), stopping.clone());
+        Some(stopping)
     }
 
     /// Whether `topic` is read from a broker rather than the embedded log.

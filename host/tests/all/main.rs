@@ -9,4 +9,5 @@ mod common;
 mod docs;
 mod pipeline;
 mod runtime;
+mod sandbox;
 mod security;
