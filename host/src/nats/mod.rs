@@ -14,12 +14,14 @@
 //!
 //! **Sink.** The outbox of a bound topic is its embedded log: outputs land
 //! there inside the commit. One relay per partition publishes them in order,
-//! one at a time, with `Nats-Msg-Id` set to the output's deterministic ID,
-//! waits for each acknowledgement, and only then removes them (recording the
-//! partition's floor) in one store write. A crash in between re-publishes;
-//! the stream's duplicate window drops the copy. While the broker is away the outbox
-//! holds, the relay backs off, and handlers emitting to the topic pause once
-//! the backlog passes `max_outbox`.
+//! with `Nats-Msg-Id` set to the output's deterministic ID, and removes them
+//! (recording the partition's floor) in one store write only once the stream
+//! acknowledged them. A crash in between re-publishes; the stream's duplicate
+//! window drops the copy. Publishes are pipelined, chained on the stream's
+//! sequence, where this host is the stream's only writer, and go one at a
+//! time otherwise ([`relay`] says why and how). While the broker is away the
+//! outbox holds, the relay backs off, and handlers emitting to the topic
+//! pause once the backlog passes `max_outbox`.
 
 //!
 //! Files: this one holds the client (connection, readiness, the bound
