@@ -2,7 +2,8 @@
 //! components.
 //!
 //! The modules are layered, dependencies pointing down only (see
-//! `docs/architecture.md`): foundations ([`event`], [`metrics`], [`store`],
+//! `docs/architecture.md`): foundations ([`event`], [`metrics`],
+//! [`datadir`], [`store`],
 //! [`runtime`], [`cluster`]), then [`config`], the [`connector`] interface and the
 //! [`fatal`] error, the [`pipeline`] with the commit protocol
 //! ([`pipeline::commit`]), the [`nats`] connector, [`handlers`], the
@@ -18,6 +19,7 @@ pub(crate) mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connector;
+pub mod datadir;
 pub mod event;
 pub(crate) mod failpoints;
 pub mod fatal;

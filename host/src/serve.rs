@@ -1,4 +1,5 @@
-//! `weir serve`: open the data directory, validate and load every handler,
+//! `weir serve`: open the data directory (checking its format,
+//! `datadir.rs`), validate and load every handler,
 //! start the consumer loops and the HTTP API, and shut down gracefully.
 //!
 //! Owns start-up order and failure reporting: a bad config, a component that
@@ -31,7 +32,7 @@ use crate::handlers::Handlers;
 use crate::nats::Nats;
 use crate::pipeline::{ClusterSettings, Pipeline};
 use crate::runtime::{ComponentStore, Runtime};
-use crate::store::Store;
+use crate::store::{Durability, Store};
 
 /// Options of `weir serve` after flags and config are merged.
 #[derive(Debug, Clone)]
@@ -63,9 +64,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             "refusing to serve the admin API on {addr} without a token: set admin.token, WEIR_ADMIN_TOKEN or --admin-token, or listen on a loopback address"
         );
     }
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let store = Arc::new(open_store(&data_dir)?);
+    crate::datadir::open(&data_dir, STORE_DIR)?;
+    let store = Arc::new(open_store(&data_dir, config.store.durability)?);
     for (name, topic) in &config.topics {
         store
             .ensure_topic(name, topic.partitions)
@@ -254,13 +254,17 @@ fn host_id_in(data_dir: &Path) -> anyhow::Result<String> {
         return Ok(id.trim().to_string());
     }
     let id = format!("weir-{:012x}", fastrand::u64(..) >> 16);
-    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    crate::datadir::write_atomic(&path, id.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(id)
 }
 
-fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
-    let path = data_dir.join("store");
-    Store::open(&path).map_err(|e| {
+/// The store's directory inside the data directory.
+const STORE_DIR: &str = "store";
+
+fn open_store(data_dir: &Path, durability: Durability) -> anyhow::Result<Store> {
+    let path = data_dir.join(STORE_DIR);
+    Store::open_with(&path, durability).map_err(|e| {
         let text = e.to_string();
         if text.contains("lock") {
             anyhow::anyhow!(

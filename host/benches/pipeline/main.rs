@@ -8,7 +8,8 @@
 //!    handler doing the same transform (the sandbox's cost); latency at a
 //!    fixed offered load; 4. duplicates; 5. NATS: a hand-written async-nats
 //!    loop against Weir's source and sink; 6. footprint of the `weir` binary
-//!    with 1 and 100 handlers.
+//!    with 1 and 100 handlers; 7. the cost of durability to the platter
+//!    (`[store] durability` = `power-cut` against `process-crash-only`).
 //!
 //! Prints a table, writes `target/bench/results.json` and renders
 //! `docs/bench-throughput.svg` and `docs/bench-latency.svg`.
@@ -31,7 +32,7 @@ use weir::config::{PipelineConfig, RetryPolicy};
 use weir::event::{Event, Output};
 use weir::pipeline::{HandlerCode, HandlerPlan, NativeHandler, Pipeline};
 use weir::runtime::{ComponentStore, HandlerSettings, Limits, LoadedComponent, Runtime};
-use weir::store::{Append, LogRecord, Store, Write, keys};
+use weir::store::{Append, Durability, LogRecord, Store, Write, keys};
 
 pub const PAYLOAD: &str = r#"{"order":123456,"customer":"customer-0042","amount_cents":129900,"currency":"EUR","items":[{"sku":"SKU-1","qty":2},{"sku":"SKU-7","qty":1}],"note":"leave at the door"}"#;
 
@@ -107,16 +108,17 @@ struct Throughput {
     commit_ms: f64,
 }
 
-/// Drain `ids` (pre-published) through the pipeline running `code`.
+/// Drain `ids` (pre-published) through the pipeline running `code`, the
+/// store in `durability` mode.
 fn pipeline_row(
     runtime: &Runtime,
     code: impl Fn(&ComponentStore) -> HandlerCode,
     ids: &[usize],
-    batch: usize,
-    partitions: u32,
+    (batch, partitions): (usize, u32),
+    durability: Durability,
 ) -> Throughput {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
+    let store = Arc::new(Store::open_with(&dir.path().join("store"), durability).expect("store"));
     store.ensure_topic("in", partitions).expect("topic");
     store.ensure_topic("out", partitions).expect("topic");
     ingest(&store, "in", partitions, ids);
@@ -146,9 +148,9 @@ fn pipeline_row(
 
 /// The store alone: per batch, the same appends, dedup marks and cursor in
 /// one atomic write and one flush, from one writer per partition.
-fn store_row(n: usize, batch: usize, partitions: u32) -> Throughput {
+fn store_row(n: usize, batch: usize, partitions: u32, durability: Durability) -> Throughput {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let store = Arc::new(Store::open_with(dir.path(), durability).expect("store"));
     store.ensure_topic("out", partitions).expect("topic");
     let per_partition = n / partitions as usize;
     let start = Instant::now();
@@ -292,6 +294,55 @@ fn latency_row(runtime: &Runtime, component: &[u8], rate: u64, secs: f64, batch:
     }
 }
 
+/// Row 7: the pipeline and the store alone with `[store] durability` =
+/// `power-cut` (each flush round ends in `fdatasync`) against
+/// `process-crash-only` (sled's flush alone), in the same run.
+fn durability_rows(runtime: &Runtime, wasm: &[u8], quick: bool) -> Value {
+    println!(
+        "\n[7] durability: power-cut (flush + fdatasync per round) vs process-crash-only (flush alone), 2 partitions, events/s"
+    );
+    println!(
+        "{:>6} {:>8} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
+        "batch", "events", "weir pc", "weir pco", "pc/pco", "store pc", "store pco", "pc/pco"
+    );
+    let mut rows = Vec::new();
+    for batch in [1usize, 10, 100, 1000] {
+        let n = match (quick, batch) {
+            (true, 1) => 1_000,
+            (false, 1) => 3_000,
+            (true, _) => 10_000,
+            (false, _) => 50_000,
+        };
+        let ids: Vec<usize> = (0..n).collect();
+        let weir = |d| pipeline_row(runtime, |c| component(c, wasm).into(), &ids, (batch, 2), d);
+        let (weir_pc, weir_pco) = (
+            weir(Durability::PowerCut),
+            weir(Durability::ProcessCrashOnly),
+        );
+        let store_pc = store_row(n, batch, 2, Durability::PowerCut);
+        let store_pco = store_row(n, batch, 2, Durability::ProcessCrashOnly);
+        println!(
+            "{batch:>6} {n:>8} | {:>10.0} {:>10.0} {:>6.0}% | {:>10.0} {:>10.0} {:>6.0}%",
+            weir_pc.events_per_sec,
+            weir_pco.events_per_sec,
+            100.0 * weir_pc.events_per_sec / weir_pco.events_per_sec,
+            store_pc.events_per_sec,
+            store_pco.events_per_sec,
+            100.0 * store_pc.events_per_sec / store_pco.events_per_sec,
+        );
+        rows.push(json!({
+            "batch": batch, "partitions": 2, "events": n,
+            "weir_power_cut_eps": weir_pc.events_per_sec,
+            "weir_process_crash_only_eps": weir_pco.events_per_sec,
+            "weir_power_cut_commit_ms": weir_pc.commit_ms,
+            "weir_process_crash_only_commit_ms": weir_pco.commit_ms,
+            "store_power_cut_eps": store_pc.events_per_sec,
+            "store_process_crash_only_eps": store_pco.events_per_sec,
+        }));
+    }
+    Value::Array(rows)
+}
+
 fn guest(name: &str) -> Vec<u8> {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../guests/target/wasm32-wasip2/release")
@@ -309,7 +360,7 @@ fn component(components: &ComponentStore, wasm: &[u8]) -> LoadedComponent {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only throughput,latency,duplicates,nats,footprint`: run some rows.
+    // `--only throughput,latency,duplicates,nats,footprint,durability`: run some rows.
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
@@ -360,15 +411,21 @@ fn main() {
                 (false, _) => 100_000,
             };
             let ids: Vec<usize> = (0..n).collect();
-            let weir = pipeline_row(&runtime, |c| component(c, &wasm).into(), &ids, batch, p);
+            let weir = pipeline_row(
+                &runtime,
+                |c| component(c, &wasm).into(),
+                &ids,
+                (batch, p),
+                Durability::PowerCut,
+            );
             let native = pipeline_row(
                 &runtime,
                 |_| HandlerCode::Native(native_map("out")),
                 &ids,
-                batch,
-                p,
+                (batch, p),
+                Durability::PowerCut,
             );
-            let store = store_row(n, batch, p);
+            let store = store_row(n, batch, p, Durability::PowerCut);
             println!(
                 "{batch:>6} {p:>5} {n:>8} | {:>10.0} {:>9.2} | {:>10.0} | {:>10.0} {:>9.2} | {:>9.0}% {:>11.0}%",
                 weir.events_per_sec,
@@ -433,7 +490,13 @@ fn main() {
                 }
             })
             .collect();
-        let t = pipeline_row(&runtime, |c| component(c, &wasm).into(), &ids, 100, 2);
+        let t = pipeline_row(
+            &runtime,
+            |c| component(c, &wasm).into(),
+            &ids,
+            (100, 2),
+            Durability::PowerCut,
+        );
         if share == 0 {
             unique_eps = t.events_per_sec;
         }
@@ -450,6 +513,10 @@ fn main() {
     // A row that cannot run fails the whole run (after the others ran), so a
     // broken row is never mistaken for a missing one.
     let mut failed = Vec::new();
+    // Row 7: what durability to the platter costs.
+    if runs("durability") {
+        results.insert("durability".into(), durability_rows(&runtime, &wasm, quick));
+    }
 
     // Row 5: NATS.
     if runs("nats") {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterConfig;
 use crate::runtime::Limits;
+use crate::store::Durability;
 
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,9 @@ pub struct Config {
     /// Consumer loop settings.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// The store on disk.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Topics of the embedded log, by name.
     #[serde(default)]
     pub topics: BTreeMap<String, TopicConfig>,
@@ -259,6 +263,17 @@ impl Default for PipelineConfig {
             max_dead_letters: 10_000,
         }
     }
+}
+
+/// The store on disk.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// What an acknowledged write survives: `"power-cut"` (each flush ends
+    /// in `fdatasync`) or `"process-crash-only"` (a killed process, but a
+    /// power cut or kernel crash may lose the last second or so of
+    /// acknowledged events and committed effects).
+    pub durability: Durability,
 }
 
 /// One topic of the embedded log.

@@ -165,3 +165,15 @@ fn credentials_in_urls_are_redacted() {
     );
     assert_eq!(redact_url("h:4222/a@b"), "h:4222/a@b");
 }
+
+#[test]
+fn store_durability_defaults_to_power_cut_and_names_bad_values() {
+    assert_eq!(parse(GOOD).unwrap().store.durability, Durability::PowerCut);
+    let text = format!("{GOOD}\n[store]\ndurability = \"process-crash-only\"\n");
+    assert_eq!(
+        parse(&text).unwrap().store.durability,
+        Durability::ProcessCrashOnly
+    );
+    let text = format!("{GOOD}\n[store]\ndurability = \"eventually\"\n");
+    assert_eq!(key_of(&text), "store.durability");
+}

@@ -16,13 +16,14 @@
 //! uploaded) and `<sha256>.cwasm` (wasmtime's compiled form). A restart loads
 //! the `.cwasm` instead of compiling; a `.cwasm` that this wasmtime build
 //! cannot load (other version or settings) is recompiled and replaced.
-//! Files are written to a temporary file unique to the writer and renamed,
-//! so a crash never leaves a half-written artifact under its final name and
-//! concurrent uploads of one component never mix their files.
+//! Files are written with [`crate::datadir::write_atomic`]: a temporary file
+//! unique to the writer, fsynced and renamed, then the directory fsynced,
+//! so neither a crash nor a power cut leaves a half-written artifact under
+//! its final name, concurrent uploads of one component never mix their
+//! files, and a stored component survives a power cut.
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -257,7 +258,7 @@ impl ComponentStore {
     /// A store in `dir`, created if missing.
     pub fn open(dir: impl Into<PathBuf>, runtime: Runtime) -> Result<Self, ComponentError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| io_err(&dir, source))?;
+        crate::datadir::create_dir(&dir).map_err(|source| io_err(&dir, source))?;
         Ok(Self {
             dir,
             runtime,
@@ -435,22 +436,9 @@ pub(crate) fn check_world(
     Ok(pre)
 }
 
-/// Write `bytes` to a temporary file of its own (unique per call, so
-/// concurrent writers of the same digest never share one) in `path`'s
-/// directory, sync it and rename it over `path`.
+/// Write `bytes` to `path` durably and atomically ([`crate::datadir::write_atomic`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ComponentError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let result = (|| {
-        let mut file = tempfile::Builder::new()
-            .prefix(".upload-")
-            .suffix(".tmp")
-            .tempfile_in(dir)?;
-        file.write_all(bytes)?;
-        file.as_file().sync_all()?;
-        file.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    })();
-    result.map_err(|source| io_err(path, source))
+    crate::datadir::write_atomic(path, bytes).map_err(|source| io_err(path, source))
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> ComponentError {

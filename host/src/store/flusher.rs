@@ -1,7 +1,9 @@
 //! Group commit: writes are applied at once ([`Store::apply`]) and made
 //! durable by one flusher thread, which flushes whatever was applied since
-//! its last flush (one flush for every loop that committed meanwhile), then
-//! moves the partitions' durable heads so the records become readable.
+//! its last flush (one flush, and in [`Durability::PowerCut`] mode one
+//! `fdatasync` by the [`Platter`], for every loop that committed
+//! meanwhile), then moves the partitions' durable heads so the records
+//! become readable.
 //!
 //! Invariant: a ticket is durable once `flushed >= ticket`; after a failed
 //! flush the store takes no more writes ([`StoreError::FlushFailed`]).
@@ -10,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::platter::{Durability, Platter};
 use super::{Head, Result, Store, StoreError};
 use crate::sync::lock;
 
@@ -22,7 +25,7 @@ pub type Ticket = u64;
 /// Group commit: writes applied but not yet flushed, and the flusher's
 /// progress. One flush makes every write applied before it durable.
 #[derive(Default)]
-pub(super) struct Durability {
+pub(super) struct Progress {
     /// Ticket of the last applied write.
     pub(super) applied: Ticket,
     /// Every write up to this ticket is flushed.
@@ -38,9 +41,13 @@ pub(super) struct Durability {
 /// What the store and its flusher thread share.
 pub(super) struct Shared {
     db: sled::Db,
+    /// Syncs what sled wrote: after each flush round in
+    /// [`Durability::PowerCut`] mode, on [`Store::flush`] in both.
+    platter: Mutex<Platter>,
+    durability: Durability,
     /// Partition heads: the store assigns offsets, the flusher makes them durable.
     pub(super) heads: Mutex<HashMap<(String, u32), Head>>,
-    pub(super) durability: Mutex<Durability>,
+    pub(super) progress: Mutex<Progress>,
     /// Wakes the flusher (work to do) and waiters (a flush finished).
     pub(super) cv: Condvar,
     /// A generation counter bumped whenever records become readable.
@@ -48,14 +55,19 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// State for a store over `db`, with its flusher thread running.
+    /// State for a store over `db` in `dir`, with its flusher thread
+    /// running.
     pub(super) fn start(
         db: sled::Db,
+        dir: &std::path::Path,
+        durability: Durability,
     ) -> Result<(std::sync::Arc<Self>, std::thread::JoinHandle<()>)> {
         let shared = std::sync::Arc::new(Self {
+            platter: Mutex::new(Platter::open(dir).map_err(io)?),
             db,
+            durability,
             heads: Mutex::new(HashMap::new()),
-            durability: Mutex::new(Durability::default()),
+            progress: Mutex::new(Progress::default()),
             cv: Condvar::new(),
             changed: (Mutex::new(0), Condvar::new()),
         });
@@ -64,24 +76,38 @@ impl Shared {
             std::thread::Builder::new()
                 .name("weir-flusher".into())
                 .spawn(move || shared.flush_loop())
-                .map_err(|e| StoreError::Io(sled::Error::Io(e)))?
+                .map_err(io)?
         };
         Ok((shared, flusher))
     }
+
+    /// Flush what sled holds and, if `to_platter`, sync it to the
+    /// platter.
+    fn make_durable(&self, to_platter: bool) -> Result<()> {
+        self.db.flush()?;
+        if to_platter {
+            lock(&self.platter).sync().map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+fn io(e: std::io::Error) -> StoreError {
+    StoreError::Io(sled::Error::Io(e))
 }
 
 impl Store {
     /// Wait until every write applied so far is durable: reads made after
     /// this see only state a crash cannot take back (the admin API's view).
     pub fn settle(&self) -> Result<()> {
-        let ticket = lock(&self.shared.durability).applied;
+        let ticket = lock(&self.shared.progress).applied;
         self.wait_durable(ticket)
     }
 
     /// Wait until the write with `ticket` is flushed (durable, its records
     /// readable).
     pub fn wait_durable(&self, ticket: Ticket) -> Result<()> {
-        let d = lock(&self.shared.durability);
+        let d = lock(&self.shared.progress);
         let d = self
             .shared
             .cv
@@ -93,10 +119,11 @@ impl Store {
         }
     }
 
-    /// Flush everything written so far.
+    /// Make everything written so far durable to the platter, whatever
+    /// the [`Durability`] mode (used when a topic is declared, and on
+    /// shutdown).
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        self.shared.make_durable(true)
     }
 
     fn notify(&self) {
@@ -132,12 +159,12 @@ impl Shared {
     }
 
     /// The flusher: flush whatever was applied since the last flush (one
-    /// fsync for every loop that committed meanwhile), then mark those
-    /// writes durable and their records readable.
+    /// flush and one `fdatasync` for every loop that committed meanwhile),
+    /// then mark those writes durable and their records readable.
     fn flush_loop(&self) {
         loop {
             let (target, marks) = {
-                let d = lock(&self.durability);
+                let d = lock(&self.progress);
                 let mut d = self
                     .cv
                     .wait_while(d, |d| d.applied == d.flushed && !d.closing)
@@ -147,9 +174,9 @@ impl Shared {
                 }
                 (d.applied, std::mem::take(&mut d.marks))
             };
-            let result = self.db.flush();
+            let result = self.make_durable(self.durability == Durability::PowerCut);
             let mut heads = lock(&self.heads);
-            let mut d = lock(&self.durability);
+            let mut d = lock(&self.progress);
             match result {
                 Ok(_) => {
                     for advanced in &marks {
@@ -162,7 +189,10 @@ impl Shared {
                     d.flushed = target;
                 }
                 Err(e) => {
-                    d.failed = Some(e.to_string());
+                    d.failed = Some(match e {
+                        StoreError::Io(e) => e.to_string(),
+                        other => other.to_string(),
+                    });
                 }
             }
             let stop = d.failed.is_some();
@@ -179,7 +209,7 @@ impl Shared {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        lock(&self.shared.durability).closing = true;
+        lock(&self.shared.progress).closing = true;
         self.shared.cv.notify_all();
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();

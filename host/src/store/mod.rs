@@ -1,6 +1,7 @@
 //! The durable store: one sled tree with key prefixes, so that everything a
 //! commit touches lands in one atomic `apply_batch`; a flusher thread then
-//! group-commits (one flush covers every write applied since the last one).
+//! group-commits (one flush, and one `fdatasync` of sled's files by
+//! `platter.rs`, covers every write applied since the last one).
 //!
 //! Owns the keyspace and the embedded log's partition heads. Key layout
 //! (names cannot contain `/`, numbers are big-endian so keys sort by them):
@@ -23,14 +24,17 @@
 //! order of `apply_batch`, and never reused: whoever removes records
 //! (retention, the NATS relay) records the floor in the same batch, and the
 //! head is recovered as the larger of the floor and the last record; a
-//! record is readable (the *durable head*) only
-//! after a flush that covers it; sled recovers a prefix of the applied
-//! batches, so a crash loses unflushed writes whole and in order; any sled error is returned as
-//! [`StoreError::Io`] and the caller stops: recovery is a restart.
+//! record is readable (the *durable head*) only after a flush that covers
+//! it, and in [`Durability::PowerCut`] mode (the default) a flush ends in
+//! `fdatasync` of sled's files, so it survives a power cut; sled recovers a
+//! prefix of the applied batches, so a crash loses unflushed writes whole
+//! and in order; any sled error is returned as [`StoreError::Io`] and the
+//! caller stops: recovery is a restart.
 
 mod error;
 mod flusher;
 pub mod keys;
+mod platter;
 mod read;
 mod record;
 mod retention;
@@ -44,6 +48,7 @@ use std::sync::{Arc, Mutex};
 pub use error::{Result, StoreError};
 use flusher::Shared;
 pub use flusher::Ticket;
+pub use platter::Durability;
 pub use record::{Append, DeadLetter, LogRecord, Position, Write, decode, decode_u64, encode};
 
 use crate::sync::lock;
@@ -74,14 +79,20 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open (or create) the store in `dir`. Fails if another process holds it.
+    /// Open (or create) the store in `dir`, durable to the platter
+    /// ([`Durability::PowerCut`]). Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, Durability::PowerCut)
+    }
+
+    /// Open (or create) the store in `dir` with `durability`.
+    pub fn open_with(dir: &Path, durability: Durability) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(256 << 20)
             .flush_every_ms(Some(1000))
             .open()?;
-        let (shared, flusher) = Shared::start(db.clone())?;
+        let (shared, flusher) = Shared::start(db.clone(), dir, durability)?;
         let store = Self {
             db,
             topics: Mutex::new(HashMap::new()),
@@ -94,6 +105,9 @@ impl Store {
             let partitions = u32::try_from(decode_u64(&k, &v)?).unwrap_or(u32::MAX);
             store.load_topic(&name, partitions)?;
         }
+        // sled's files themselves (and a store just created) are durable
+        // from here on, whatever the mode.
+        store.flush()?;
         Ok(store)
     }
 
@@ -140,7 +154,7 @@ impl Store {
         }
         self.db
             .insert(keys::topic(name), &u64::from(partitions).to_be_bytes())?;
-        self.db.flush()?;
+        self.flush()?;
         self.load_topic(name, partitions)
     }
 
@@ -208,7 +222,7 @@ impl Store {
         // Next offset per touched partition, taken from the heads on first use.
         let mut next: HashMap<(&str, u32), u64> = HashMap::new();
         let mut heads = lock(&self.shared.heads);
-        if let Some(failed) = &lock(&self.shared.durability).failed {
+        if let Some(failed) = &lock(&self.shared.progress).failed {
             return Err(StoreError::FlushFailed(failed.clone()));
         }
         check(self)?;
@@ -242,7 +256,7 @@ impl Store {
             advanced.push((key, n));
         }
         // Tickets are taken under the heads lock: in the order of apply_batch.
-        let mut d = lock(&self.shared.durability);
+        let mut d = lock(&self.shared.progress);
         d.applied += 1;
         let ticket = d.applied;
         d.marks.push(advanced);

@@ -6,6 +6,7 @@
 mod admin;
 mod api;
 mod common;
+mod datadir;
 mod docs;
 mod pipeline;
 mod runtime;
