@@ -40,7 +40,8 @@ subcommands:
                  growing; writes docs/soak-metrics.svg and the table in docs/RELIABILITY.md
   fuzz [SECS]    run each cargo-fuzz target in fuzz/ for SECS seconds (default 60),
                  installing cargo-fuzz if missing
-  bench [args]   build the guests, then run every benchmark (`cargo bench -p weir --bench ... -- [args]`);
+  bench [args]   build the guests, then run every benchmark (`cargo bench -p weir --bench ... -- [args]`,
+                 then the cluster one: `cargo bench -p weir-e2e --bench cluster -- [args]`);
                  `--quick` runs a shorter version
   help           show this message";
 
@@ -307,13 +308,34 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
     cmd::run(&mut cargo, "weir serve")
 }
 
-/// Build the guests, then run every benchmark of the host in one run.
+/// Build the guests, then run every benchmark of the host in one run, then
+/// the cluster benchmark (1, 2 and 3 hosts; it runs the `target/release/weir`
+/// that the host's benchmarks built).
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     tools::ensure_nats_server()?;
+    let current_nats = tools::ensure_current_nats_server(root)?;
     guests::build(root)?;
     let mut cargo = cmd::cargo(root);
     cargo.args(bench_args(extra));
-    cmd::run(&mut cargo, "cargo bench -p weir")
+    cmd::run(&mut cargo, "cargo bench -p weir")?;
+    let mut cargo = cmd::cargo(root);
+    cargo
+        .args(cluster_bench_args(extra))
+        .env("NATS_SERVER_CURRENT", current_nats);
+    cmd::run(&mut cargo, "cargo bench -p weir-e2e --bench cluster")
+}
+
+/// The cluster benchmark, a bench of `weir-e2e` (tests/), where the
+/// JetStream cluster harness lives.
+const CLUSTER_BENCH: &str = "cluster";
+
+/// `cargo bench` arguments running the cluster benchmark with `extra` flags.
+fn cluster_bench_args(extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = ["bench", "-p", "weir-e2e", "--bench", CLUSTER_BENCH, "--"]
+        .map(String::from)
+        .to_vec();
+    args.extend(extra.iter().cloned());
+    args
 }
 
 /// The benchmark targets, named one by one: `--benches` would also select
@@ -424,6 +446,16 @@ mod tests {
                 "{bench} is not a bench of host/"
             );
         }
+        let args = cluster_bench_args(&["--quick".to_string()]);
+        let flags = args.iter().position(|a| a == "--").unwrap();
+        assert_eq!(args[flags + 1..], ["--quick".to_string()]);
+        assert!(args.contains(&CLUSTER_BENCH.to_string()), "{args:?}");
+        let manifest = repo_root().join("tests/Cargo.toml");
+        let text = std::fs::read_to_string(manifest).unwrap();
+        assert!(
+            text.contains(&format!("name = \"{CLUSTER_BENCH}\"")),
+            "{CLUSTER_BENCH} is not a bench of tests/"
+        );
     }
 
     /// The host's layers, bottom up, as docs/architecture.md draws them.
