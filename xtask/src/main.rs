@@ -393,11 +393,16 @@ mod tests {
                     continue;
                 }
                 // `[--quick]` documents an optional flag: check both forms.
-                let plain: Vec<String> = command
-                    .split_whitespace()
-                    .filter(|w| !w.starts_with('['))
-                    .map(str::to_string)
-                    .collect();
+                // An optional group may span words (`[--minutes N]`).
+                let mut depth = 0usize;
+                let mut plain = Vec::new();
+                for w in command.split_whitespace() {
+                    depth += w.matches('[').count();
+                    if depth == 0 {
+                        plain.push(w.to_string());
+                    }
+                    depth = depth.saturating_sub(w.matches(']').count());
+                }
                 let with_options: Vec<String> = command
                     .split_whitespace()
                     .map(|w| w.trim_matches(['[', ']']).to_string())
