@@ -35,14 +35,13 @@
 //! given up.
 
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
     self,
-    kv::{self, CreateErrorKind, Operation, UpdateErrorKind},
+    kv::{self, Operation, UpdateErrorKind},
 };
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
@@ -51,6 +50,7 @@ use tokio::task::JoinHandle;
 
 use super::assign::{PartitionKey, assign};
 use super::broker::{check_server_version, leases_bucket, members_bucket, open_bucket};
+use super::claim::{Acquired, bounded, is_ours, lease_value, try_acquire, try_readopt};
 use super::lease::{Grant, LeaseState, LeaseStatus, LeaseValue, Returned};
 use super::membership::{Membership, live_hosts};
 use super::{ClusterConfig, ClusterError, Result, config::check_id};
@@ -368,17 +368,13 @@ impl Manager {
         tokio::time::Instant::from_std(at)
     }
 
-    async fn bounded<F: Future>(deadline: tokio::time::Instant, f: F) -> Option<F::Output> {
-        tokio::time::timeout_at(deadline, f).await.ok()
-    }
-
     /// Heartbeat and renew every held lease, all in parallel.
     async fn renew(&mut self) {
         if self.paused() {
             return;
         }
         let deadline = self.call_deadline();
-        let heartbeat = Self::bounded(deadline, self.membership.heartbeat());
+        let heartbeat = bounded(deadline, self.membership.heartbeat());
         let renewals = self.table.iter().map(|(p, held)| {
             let kv = self.leases_kv.clone();
             let key = p.lease_key();
@@ -387,7 +383,7 @@ impl Manager {
             let deadline = deadline.min(tokio::time::Instant::from_std(held.valid_until()));
             async move {
                 let sent = Instant::now();
-                let result = Self::bounded(deadline, kv.update(&key, value, revision)).await;
+                let result = bounded(deadline, kv.update(&key, value, revision)).await;
                 let outcome = match result {
                     Some(Ok(revision)) => Renewal::Renewed { revision, sent },
                     Some(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
@@ -396,7 +392,7 @@ impl Manager {
                         // whose reply was lost. Read it back to learn its
                         // revision (a follower may answer with an older
                         // entry: then try again next time).
-                        match Self::bounded(deadline, kv.entry(&key)).await {
+                        match bounded(deadline, kv.entry(&key)).await {
                             Some(Ok(Some(entry))) if is_ours(&entry, token) => Renewal::Adopted {
                                 revision: entry.revision,
                             },
@@ -571,7 +567,7 @@ impl Manager {
         let release = self
             .leases_kv
             .delete_expect_revision(&key, Some(held.revision));
-        match Self::bounded(deadline, release).await {
+        match bounded(deadline, release).await {
             Some(Ok(())) => {
                 self.stats.released += 1;
                 tracing::info!(partition = %r.partition, epoch = held.epoch, host = %self.host, "lease released");
@@ -597,7 +593,7 @@ impl Manager {
 
     async fn finish_shutdown(&mut self) {
         let deadline = self.call_deadline();
-        if let Some(Err(e)) = Self::bounded(deadline, self.membership.leave()).await {
+        if let Some(Err(e)) = bounded(deadline, self.membership.leave()).await {
             tracing::warn!(host = %self.host, "cannot delete the membership entry ({e}); it expires after the TTL");
         }
         self.publish_view();
@@ -629,103 +625,6 @@ enum Renewal {
     Renewed { revision: u64, sent: Instant },
     Adopted { revision: u64 },
     Failed(String),
-}
-
-struct Acquired {
-    epoch: u64,
-    token: u64,
-    sent: Instant,
-    readopted: bool,
-}
-
-/// Take the lease `key` if it is free. A create whose outcome is unknown
-/// (timeout, lost reply) is checked by reading the key back.
-async fn try_acquire(
-    kv: &kv::Store,
-    key: &str,
-    host: &str,
-    deadline: tokio::time::Instant,
-) -> Option<Acquired> {
-    let token = fastrand::u64(..);
-    let sent = Instant::now();
-    let created = Manager::bounded(deadline, kv.create(key, lease_value(host, token, 0))).await;
-    match created {
-        Some(Ok(epoch)) => Some(Acquired {
-            epoch,
-            token,
-            sent,
-            readopted: false,
-        }),
-        Some(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => None,
-        _ => {
-            let check_by = tokio::time::Instant::now() + Duration::from_millis(500);
-            match Manager::bounded(check_by, kv.entry(key)).await {
-                Some(Ok(Some(entry))) if is_ours(&entry, token) => Some(Acquired {
-                    epoch: entry.revision,
-                    token,
-                    sent,
-                    readopted: false,
-                }),
-                _ => None,
-            }
-        }
-    }
-}
-
-/// Take back a lease lost to failed renewals, by compare-and-set on its
-/// last known revision (once more on the revision read back, if a renewal
-/// whose reply was lost had in fact landed). The new revision is the new
-/// epoch.
-async fn try_readopt(
-    kv: &kv::Store,
-    key: &str,
-    host: &str,
-    revision: u64,
-    token: u64,
-    deadline: tokio::time::Instant,
-) -> Option<Acquired> {
-    let value = lease_value(host, token, 0);
-    let sent = Instant::now();
-    match Manager::bounded(deadline, kv.update(key, value.clone(), revision)).await {
-        Some(Ok(epoch)) => {
-            return Some(Acquired {
-                epoch,
-                token,
-                sent,
-                readopted: true,
-            });
-        }
-        Some(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {}
-        _ => return None,
-    }
-    let entry = match Manager::bounded(deadline, kv.entry(key)).await {
-        Some(Ok(Some(entry))) if is_ours(&entry, token) => entry,
-        _ => return None,
-    };
-    let sent = Instant::now();
-    match Manager::bounded(deadline, kv.update(key, value, entry.revision)).await {
-        Some(Ok(epoch)) => Some(Acquired {
-            epoch,
-            token,
-            sent,
-            readopted: true,
-        }),
-        _ => None,
-    }
-}
-
-fn lease_value(host: &str, token: u64, epoch: u64) -> bytes::Bytes {
-    let value = LeaseValue {
-        host: host.into(),
-        token,
-        epoch,
-    };
-    serde_json::to_vec(&value).unwrap_or_default().into()
-}
-
-fn is_ours(entry: &kv::Entry, token: u64) -> bool {
-    entry.operation == Operation::Put
-        && serde_json::from_slice::<LeaseValue>(&entry.value).is_ok_and(|v| v.token == token)
 }
 
 /// Wake the manager when a host joins or leaves (`members`) or a lease is

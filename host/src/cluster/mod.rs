@@ -8,6 +8,7 @@
 //!   heartbeats; the live hosts are the keys present.
 //! - [`assign`]: which live host should own each (handler, partition).
 //! - [`lease`]: the [`Grant`] a partition's code holds, and its state.
+//! - `claim`: taking a lease key on the broker (create, re-adopt, read back).
 //! - [`manager`]: the loop that renews, acquires, hands over and expires
 //!   leases: [`Cluster`].
 //!
@@ -25,6 +26,7 @@
 
 pub mod assign;
 pub mod broker;
+mod claim;
 pub mod config;
 pub mod lease;
 pub mod manager;

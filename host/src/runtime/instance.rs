@@ -1,9 +1,9 @@
 //! Handler instances: one store + instance reused across events, the
-//! per-invocation limits (epoch deadline, a limiter counting every memory
-//! and table of the instance, store limits on memories, tables, instances
-//! and host resources, output count and size, declared output topics, the
-//! bytes of buffered state writes), the state overlay the guest reads and
-//! writes, and the classification of every way an invocation can fail.
+//! per-invocation limits (epoch deadline, the store limiter of
+//! [`super::limiter`], host resources, output count and size, declared
+//! output topics, the bytes of buffered state writes), the state overlay the
+//! guest reads and writes (its host functions are in [`super::host_api`]),
+//! and the classification of every way an invocation can fail.
 //!
 //! Invariants: every store is created here with the limiter and an epoch
 //! deadline; an instance that trapped is dropped and replaced before the
@@ -15,13 +15,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::component::{ResourceTable, ResourceTableError};
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, WitEvent, WitHandlerError, WitLevel, WitOutput, weir::handler};
+use super::bindings::{self, WitEvent, WitHandlerError, WitOutput};
 use super::components::{ComponentError, LoadedComponent};
 use super::determinism::EventSeed;
 use super::guest_io::{GuestLog, Level};
+use super::limiter::MemoryLimit;
+pub use super::limiter::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 use super::overlay::Overlay;
 use super::{EPOCH_TICK, HandlerSettings, Runtime};
 use crate::event::{Event, Output};
@@ -35,16 +37,8 @@ pub const RESERVED_HEADER_PREFIX: &str = "weir-";
 /// Bytes counted against `max_output_bytes` for each output and each header
 /// on top of their contents (what the host spends to hold one).
 pub const OUTPUT_OVERHEAD: u64 = 32;
-/// Most linear memories one instance may create (a component's modules together).
-pub const MAX_MEMORIES: usize = 4;
-/// Most tables one instance may create.
-pub const MAX_TABLES: usize = 16;
-/// Most core instances one component may create.
-pub const MAX_INSTANCES: usize = 32;
 /// Most host resources (pollables, streams, ...) a store may hold at once.
 pub const MAX_RESOURCES: usize = 10_000;
-/// Bytes a table element is counted as against `memory_bytes`.
-const TABLE_ELEMENT_BYTES: usize = 8;
 
 /// State writes: `Some(value)` sets a key, `None` deletes it.
 pub type StateWrites = BTreeMap<String, Option<Vec<u8>>>;
@@ -169,14 +163,14 @@ pub(crate) struct StoreData {
     wasi: WasiCtx,
     pub(crate) seed: EventSeed,
     memory: MemoryLimit,
-    settings: Arc<HandlerSettings>,
+    pub(super) settings: Arc<HandlerSettings>,
     reader: Arc<dyn StateReader>,
     batch: Overlay,
-    event: Overlay,
+    pub(super) event: Overlay,
     host_fault: Option<String>,
     /// Set when a host function refused the guest (its fault, not ours).
-    guest_fault: Option<InvokeError>,
-    log: GuestLog,
+    pub(super) guest_fault: Option<InvokeError>,
+    pub(super) log: GuestLog,
 }
 
 impl WasiView for StoreData {
@@ -217,12 +211,7 @@ impl StoreData {
             table,
             wasi,
             seed: seed.clone(),
-            memory: MemoryLimit {
-                limit,
-                used: 0,
-                last_grow: 0,
-                exceeded: false,
-            },
+            memory: MemoryLimit::new(limit),
             settings,
             reader,
             batch,
@@ -233,7 +222,7 @@ impl StoreData {
         }
     }
 
-    fn read_state(&mut self, key: &str) -> Option<Vec<u8>> {
+    pub(super) fn read_state(&mut self, key: &str) -> Option<Vec<u8>> {
         if let Some(v) = self.event.get(key).or_else(|| self.batch.get(key)) {
             return v.clone();
         }
@@ -244,86 +233,6 @@ impl StoreData {
                 None
             }
         }
-    }
-}
-
-/// The store limiter: every linear memory and table of the instance
-/// counted together against `memory_bytes` (a table element as
-/// `TABLE_ELEMENT_BYTES`), at most [`MAX_MEMORIES`] memories,
-/// [`MAX_TABLES`] tables and [`MAX_INSTANCES`] instances; records when
-/// memory was refused.
-struct MemoryLimit {
-    limit: usize,
-    /// Bytes granted so far, over all memories and tables.
-    used: usize,
-    /// The last growth granted, taken back if it then failed.
-    last_grow: usize,
-    exceeded: bool,
-}
-
-impl MemoryLimit {
-    fn grow(&mut self, bytes: usize) -> wasmtime::Result<bool> {
-        match self.used.checked_add(bytes) {
-            Some(total) if total <= self.limit => {
-                self.used = total;
-                self.last_grow = bytes;
-                Ok(true)
-            }
-            _ => {
-                self.exceeded = true;
-                Err(wasmtime::Error::msg("memory limit exceeded"))
-            }
-        }
-    }
-
-    fn grow_failed(&mut self) {
-        self.used -= std::mem::take(&mut self.last_grow);
-    }
-}
-
-impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.grow(desired.saturating_sub(current))
-    }
-
-    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.grow_failed();
-        Ok(())
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.grow(
-            desired
-                .saturating_sub(current)
-                .saturating_mul(TABLE_ELEMENT_BYTES),
-        )
-    }
-
-    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.grow_failed();
-        Ok(())
-    }
-
-    fn instances(&self) -> usize {
-        MAX_INSTANCES
-    }
-
-    fn tables(&self) -> usize {
-        MAX_TABLES
-    }
-
-    fn memories(&self) -> usize {
-        MAX_MEMORIES
     }
 }
 
@@ -670,135 +579,9 @@ fn to_wit(event: &Event) -> WitEvent {
     }
 }
 
-impl handler::types::Host for StoreData {}
-
-impl handler::state::Host for StoreData {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.read_state(&key))
-    }
-
-    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
-        if key.len() > MAX_STATE_KEY {
-            return self.refuse(format!(
-                "state key of {} bytes exceeds {MAX_STATE_KEY}",
-                key.len()
-            ));
-        }
-        if value.len() > MAX_STATE_VALUE {
-            return self.refuse(format!(
-                "state value of {} bytes exceeds {MAX_STATE_VALUE}",
-                value.len()
-            ));
-        }
-        self.write_state(key, Some(value))
-    }
-
-    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        if key.len() > MAX_STATE_KEY {
-            return self.refuse(format!(
-                "state key of {} bytes exceeds {MAX_STATE_KEY}",
-                key.len()
-            ));
-        }
-        self.write_state(key, None)
-    }
-}
-
-impl StoreData {
-    /// Trap the guest for misusing a host function: its fault, reported as
-    /// a trap with `message`.
-    fn refuse(&mut self, message: String) -> wasmtime::Result<()> {
-        self.guest_fault = Some(InvokeError::Trap {
-            message: message.clone(),
-            stderr: None,
-        });
-        Err(wasmtime::Error::msg(message))
-    }
-
-    /// Buffer one state write of the current event, trapping the guest if
-    /// the event's writes would pass `limits.max_state_bytes`.
-    fn write_state(&mut self, key: String, value: Option<Vec<u8>>) -> wasmtime::Result<()> {
-        self.event.insert(key, value);
-        let limit = self.settings.limits.max_state_bytes;
-        if self.event.bytes() > limit {
-            let error = InvokeError::StateTooLarge {
-                bytes: self.event.bytes(),
-                limit,
-            };
-            let message = error.to_string();
-            self.guest_fault = Some(error);
-            self.event = Overlay::default();
-            return Err(wasmtime::Error::msg(message));
-        }
-        Ok(())
-    }
-}
-
-impl handler::log::Host for StoreData {
-    fn log(&mut self, level: WitLevel, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            WitLevel::Trace => Level::Trace,
-            WitLevel::Debug => Level::Debug,
-            WitLevel::Info => Level::Info,
-            WitLevel::Warn => Level::Warn,
-            WitLevel::Error => Level::Error,
-        };
-        self.log.line(level, "log", &message);
-        Ok(())
-    }
-}
-
-impl handler::config::Host for StoreData {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.settings.config.get(&key).cloned())
-    }
-
-    fn get_all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        Ok(self
-            .settings
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn limiter(limit: usize) -> MemoryLimit {
-        MemoryLimit {
-            limit,
-            used: 0,
-            last_grow: 0,
-            exceeded: false,
-        }
-    }
-
-    #[test]
-    fn memories_and_tables_count_together_against_one_limit() {
-        let mut l = limiter(10 << 20);
-        // Three memories of 3 MiB each fit; a fourth passes the total.
-        for _ in 0..3 {
-            assert!(l.memory_growing(0, 3 << 20, None).unwrap());
-        }
-        assert!(l.memory_growing(0, 3 << 20, None).is_err());
-        assert!(l.exceeded);
-        // A table's elements count too; a failed growth is given back.
-        let mut l = limiter(1 << 20);
-        assert!(l.table_growing(0, 100_000, None).unwrap());
-        l.table_grow_failed(wasmtime::Error::msg("failed")).unwrap();
-        assert_eq!(l.used, 0);
-        assert!(
-            l.table_growing(0, (1 << 20) / TABLE_ELEMENT_BYTES + 1, None)
-                .is_err()
-        );
-        assert_eq!(
-            (l.memories(), l.tables(), l.instances()),
-            (MAX_MEMORIES, MAX_TABLES, MAX_INSTANCES)
-        );
-    }
 
     #[test]
     fn the_os_refusing_memory_at_instantiation_is_a_host_fault() {
