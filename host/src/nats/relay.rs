@@ -471,6 +471,42 @@ fn msg_id(id: &str) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
+    fn ack(sequence: u64, duplicate: bool) -> PublishAck {
+        serde_json::from_value(
+            serde_json::json!({"stream": "OUT", "seq": sequence, "duplicate": duplicate}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_fresh_ack_beyond_a_refused_chain_means_another_writer() {
+        let mut chain = Chain {
+            pipelined: Some(true),
+            ..Chain::default()
+        };
+        // Refused expecting 10; the stream held a copy (duplicate), then
+        // our next output landed right behind our own last one.
+        chain.refused_at = Some(10);
+        chain.acknowledged(&ack(7, true));
+        assert_eq!(chain.last, None, "a duplicate says nothing of the tail");
+        chain.acknowledged(&ack(11, false));
+        assert_eq!((chain.pipelined, chain.last), (Some(true), Some(11)));
+        // Refused expecting 20, and the next fresh ack is 23: two messages
+        // of someone else's in between.
+        chain.lost();
+        chain.refused_at = Some(20);
+        chain.acknowledged(&ack(23, false));
+        assert_eq!((chain.pipelined, chain.last), (Some(false), Some(23)));
+        // A stream that lost its tail (sequence went back) is not a writer.
+        let mut chain = Chain {
+            pipelined: Some(true),
+            refused_at: Some(30),
+            ..Chain::default()
+        };
+        chain.acknowledged(&ack(25, false));
+        assert_eq!(chain.pipelined, Some(true));
+    }
+
     #[test]
     fn message_ids_nats_cannot_carry_are_escaped_deterministically() {
         assert_eq!(msg_id("map/order-1/0"), "map/order-1/0");
