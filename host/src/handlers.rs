@@ -9,7 +9,9 @@
 //! it). Changes to a handler's record and loops (deploy, roll back, pause,
 //! resume, delete, rewind) are serialised by one lock; reads, and queueing
 //! or purging dead letters, do not take it: they are single atomic writes
-//! to keys the loops only add to.
+//! to keys the loops only add to. A pause tells the loops to stop under the
+//! lock and waits for them after releasing it; starting a handler again
+//! waits for loops still stopping ([`crate::pipeline::StopHandle`]).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -261,17 +263,27 @@ impl Handlers {
         Ok(self.put(name, spec)?.0)
     }
 
-    /// Pause (`true`) or resume (`false`) a handler.
+    /// Pause (`true`) or resume (`false`) a handler. Pausing returns once
+    /// the loops finished their batch, but waits for them after releasing
+    /// the lock, so other changes are not held up meanwhile.
     pub fn set_paused(&self, name: &str, paused: bool) -> Result<HandlerRecord> {
-        let _guard = self.guard();
-        let mut record = self.record(name)?;
-        record.paused = paused;
-        if paused {
-            self.pipeline.stop(name);
-        }
-        self.save(name, &record)?;
-        if !paused && let Some(active) = record.active() {
-            self.pipeline.run(self.plan(name, &active.spec)?)?;
+        let (record, stopping) = {
+            let _guard = self.guard();
+            let mut record = self.record(name)?;
+            record.paused = paused;
+            let stopping = if paused {
+                self.pipeline.begin_stop(name)
+            } else {
+                None
+            };
+            self.save(name, &record)?;
+            if !paused && let Some(active) = record.active() {
+                self.pipeline.run(self.plan(name, &active.spec)?)?;
+            }
+            (record, stopping)
+        };
+        if let Some(stopping) = stopping {
+            stopping.wait();
         }
         Ok(record)
     }

@@ -75,14 +75,23 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
         for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum());
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum());
+        let _ = writeln!(out, "{name}_count{braces} {count}");
     }
 }
 
@@ -134,6 +143,142 @@ pub mod names {
     pub const RELAY_FAILURES: &str = "weir_nats_relay_failures_total";
     /// Counter: guest log lines dropped by the per-handler rate limit.
     pub const DROPPED_LOG_LINES: &str = "weir_handler_dropped_log_lines_total";
+    /// Counter: changelog writes the broker refused because a newer owner
+    /// fenced the partition (this host was a zombie).
+    pub const CLUSTER_FENCED_WRITES: &str = "weir_cluster_fenced_writes_total";
+    /// Counter: leases this host acquired (taken back after an outage
+    /// included).
+    pub const CLUSTER_ACQUISITIONS: &str = "weir_cluster_lease_acquisitions_total";
+    /// Counter: leases this host lost (not renewed in time).
+    pub const CLUSTER_LOSSES: &str = "weir_cluster_lease_losses_total";
+    /// Counter: leases this host released (hand-over, shutdown).
+    pub const CLUSTER_RELEASES: &str = "weir_cluster_lease_releases_total";
+    /// Histogram: seconds a partition went without a changelog write before
+    /// a new owner fenced it (the hand-off's idle time, as this host saw it).
+    pub const CLUSTER_HANDOFF_IDLE: &str = "weir_cluster_handoff_idle_seconds";
+    /// Histogram: seconds to fence and restore a partition on acquiring it.
+    pub const CLUSTER_RESTORE_SECONDS: &str = "weir_cluster_restore_seconds";
+    /// Counter: bytes of snapshots and changelog entries read to restore.
+    pub const CLUSTER_RESTORE_BYTES: &str = "weir_cluster_restore_bytes_total";
+    /// Gauge: partitions this host owns.
+    pub const CLUSTER_OWNED: &str = "weir_cluster_partitions_owned";
+}
+
+/// Bounds for restores and hand-offs, in seconds.
+pub const SLOW_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// What the pipeline records about cluster mode on this host: fenced
+/// writes, restores and hand-off idle time. (Lease counts come from the
+/// lease manager's view.)
+#[derive(Debug)]
+pub struct ClusterStats {
+    fenced_writes: AtomicU64,
+    restore_bytes: AtomicU64,
+    restore_seconds: Histogram,
+    handoff_idle: Histogram,
+    last_restore: Mutex<BTreeMap<(String, u32), Restored>>,
+}
+
+/// The last time this host took a partition over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Restored {
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// How long the partition went without a changelog write before, in ms
+    /// (`None`: it had none).
+    pub idle_ms: Option<u64>,
+    /// How long fencing and restoring took, in ms.
+    pub restore_ms: u64,
+    /// Bytes read to restore.
+    pub bytes: u64,
+}
+
+impl Default for ClusterStats {
+    fn default() -> Self {
+        Self {
+            fenced_writes: AtomicU64::new(0),
+            restore_bytes: AtomicU64::new(0),
+            restore_seconds: Histogram::new(SLOW_BUCKETS),
+            handoff_idle: Histogram::new(SLOW_BUCKETS),
+            last_restore: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl ClusterStats {
+    /// The broker refused a write of this host's: a newer owner fenced it.
+    pub fn record_fenced_write(&self) {
+        add(&self.fenced_writes, 1);
+    }
+
+    /// `handler`'s `partition` was restored at `at_ms`, in `took`, reading
+    /// `bytes`, after it went `idle` without a changelog write (if known).
+    pub fn record_restore(
+        &self,
+        (handler, partition): (&str, u32),
+        at_ms: u64,
+        took: Duration,
+        bytes: u64,
+        idle: Option<Duration>,
+    ) {
+        self.restore_seconds.observe_duration(took);
+        add(&self.restore_bytes, bytes);
+        if let Some(idle) = idle {
+            self.handoff_idle.observe_duration(idle);
+        }
+        let restored = Restored {
+            at_ms,
+            idle_ms: idle.map(|d| d.as_millis() as u64),
+            restore_ms: took.as_millis() as u64,
+            bytes,
+        };
+        lock(&self.last_restore).insert((handler.to_string(), partition), restored);
+    }
+
+    /// The last take-over of `handler`'s `partition` on this host.
+    pub fn last_restore(&self, handler: &str, partition: u32) -> Option<Restored> {
+        lock(&self.last_restore)
+            .get(&(handler.to_string(), partition))
+            .copied()
+    }
+
+    /// Writes refused so far.
+    pub fn fenced_writes(&self) -> u64 {
+        get(&self.fenced_writes)
+    }
+
+    /// Render the families (the lease counters are rendered by the caller).
+    pub fn render(&self, out: &mut Exposition) {
+        use names::*;
+        out.family(
+            CLUSTER_FENCED_WRITES,
+            "counter",
+            "Changelog writes the broker refused: a newer owner fenced the partition.",
+        );
+        out.sample(CLUSTER_FENCED_WRITES, "", self.fenced_writes());
+        out.family(
+            CLUSTER_RESTORE_BYTES,
+            "counter",
+            "Bytes of snapshots and changelog entries read to restore partitions.",
+        );
+        out.sample(CLUSTER_RESTORE_BYTES, "", get(&self.restore_bytes));
+        out.family(
+            CLUSTER_RESTORE_SECONDS,
+            "histogram",
+            "Seconds to fence and restore a partition on acquiring it.",
+        );
+        self.restore_seconds
+            .render(&mut out.out, CLUSTER_RESTORE_SECONDS, "");
+        out.family(
+            CLUSTER_HANDOFF_IDLE,
+            "histogram",
+            "Seconds a partition went without a changelog write before its new owner fenced it.",
+        );
+        self.handoff_idle
+            .render(&mut out.out, CLUSTER_HANDOFF_IDLE, "");
+    }
 }
 
 /// Counters and histograms of one handler, across its partitions and
@@ -465,5 +610,32 @@ mod tests {
         assert!(out.contains("x_bucket{a=\"b\",le=\"10\"} 2"), "{out}");
         assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3"), "{out}");
         assert!(out.contains("x_count{a=\"b\"} 3"), "{out}");
+    }
+
+    #[test]
+    fn cluster_stats_render_without_labels_and_keep_the_last_take_over() {
+        let stats = ClusterStats::default();
+        stats.record_fenced_write();
+        let took = Duration::from_millis(20);
+        stats.record_restore(("h", 2), 1_000, took, 512, Some(Duration::from_secs(3)));
+        let mut out = Exposition::default();
+        stats.render(&mut out);
+        let text = out.finish();
+        for line in [
+            "weir_cluster_fenced_writes_total 1",
+            "weir_cluster_restore_bytes_total 512",
+            "weir_cluster_restore_seconds_bucket{le=\"0.05\"} 1",
+            "weir_cluster_restore_seconds_count 1",
+            "weir_cluster_handoff_idle_seconds_bucket{le=\"2.5\"} 0",
+            "weir_cluster_handoff_idle_seconds_bucket{le=\"5\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        let last = stats.last_restore("h", 2).unwrap();
+        assert_eq!(
+            (last.at_ms, last.idle_ms, last.bytes),
+            (1_000, Some(3_000), 512)
+        );
+        assert!(stats.last_restore("h", 1).is_none());
     }
 }

@@ -8,6 +8,11 @@
 //! full, I/O error) stops the host with exit status 1; a restart resumes from
 //! the committed offsets. SIGINT/SIGTERM drain in-flight batches; a second
 //! signal exits at once.
+//!
+//! With `[cluster]`, it also starts the lease manager once JetStream
+//! answers, hands each grant to the pipeline, keeps the manager's list of
+//! partitions in step with the running handlers, and on SIGTERM hands every
+//! lease over before the loops stop.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,12 +24,13 @@ use anyhow::{Context, bail};
 use crate::admin::server::ConnectionLimits;
 use crate::admin::{AppState, Limits, router};
 use crate::clock::now_ms;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::connector::Connector;
 use crate::fatal::Fatal;
 use crate::handlers::Handlers;
 use crate::nats::Nats;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{ClusterSettings, Pipeline};
 use crate::runtime::{ComponentStore, Runtime};
 use crate::store::{Durability, Store};
 
@@ -70,7 +76,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<Fatal>();
     let nats = match &config.nats {
         Some(n) => {
-            let nats = Nats::connect(n, &config.topics).await?;
+            let nats = Nats::connect(n, &config.topics, config.cluster.as_ref()).await?;
             tokio::spawn(nats.clone().prepare_streams());
             Some(nats)
         }
@@ -80,13 +86,23 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .as_ref()
         .map(|n| n.spawn_relays(&store, &fatal_tx))
         .unwrap_or_default();
+    let cluster_settings = config.cluster.as_ref().map(|c| ClusterSettings {
+        snapshot_every: c.snapshot_every,
+    });
     let pipeline = Arc::new(
         Pipeline::new(store.clone(), &runtime, config.pipeline, fatal_tx.clone())
-            .with_connector(nats.clone().map(|n| n as Arc<dyn Connector>)),
+            .with_connector(nats.clone().map(|n| n as Arc<dyn Connector>))
+            .with_cluster(cluster_settings),
     );
     let handlers = Arc::new(Handlers::new(store.clone(), components, pipeline.clone()));
     deploy_config_handlers(&config, &handlers)?;
     let handler_count = handlers.start_all()? + config.handlers.len();
+    let cluster = match (&config.cluster, &nats) {
+        (Some(c), Some(n)) => {
+            Some(start_cluster(c, n, &data_dir, &pipeline, fatal_tx.clone()).await?)
+        }
+        _ => None,
+    };
     let retention = spawn_retention(store.clone(), config.clone());
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -95,7 +111,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), handlers.clone())
         .with_fatal(fatal_tx)
         .with_token(token)
-        .with_nats(nats);
+        .with_nats(nats)
+        .with_cluster(cluster.clone());
     let ready = state.ready.clone();
     let limits = Limits {
         max_body_bytes: config.admin.max_body_bytes,
@@ -132,6 +149,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         let _ = fatal_seen_tx.send(fatal);
     })
     .await;
+    if let Some(cluster) = &cluster {
+        // Every lease handed over: loops finish their batch and stop, the
+        // other hosts take the partitions at once.
+        let ttl = config
+            .cluster
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.lease_ttl());
+        match tokio::time::timeout(ttl * 2, cluster.shutdown()).await {
+            Ok(Ok(())) => tracing::info!("every lease handed over"),
+            Ok(Err(e)) => tracing::warn!("cluster hand-over: {e}"),
+            Err(_) => tracing::warn!("cluster hand-over timed out; leases expire after the TTL"),
+        }
+    }
     tracing::info!("draining consumer loops");
     retention.abort();
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
@@ -145,6 +175,88 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Start the lease manager for the partitions of the running clustered
+/// handlers, once JetStream answers; feed its grants to the pipeline and
+/// keep its partition list current.
+async fn start_cluster(
+    config: &ClusterConfig,
+    nats: &Arc<Nats>,
+    data_dir: &Path,
+    pipeline: &Arc<Pipeline>,
+    fatal: crate::fatal::FatalSender,
+) -> anyhow::Result<Arc<Cluster>> {
+    let host_id = match &config.host_id {
+        Some(id) => id.clone(),
+        None => host_id_in(data_dir)?,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !nats.is_ready() {
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "cluster mode: NATS JetStream at {} did not answer within 60 s; check [nats] urls and that the servers run",
+                nats.urls()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (cluster, mut grants) = Cluster::start(
+        nats.client(),
+        config,
+        &host_id,
+        pipeline.cluster_partitions(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?;
+    let cluster = Arc::new(cluster);
+    tracing::info!(host = %host_id, cluster = %config.name, "cluster mode: lease manager started");
+    let adopting = pipeline.clone();
+    tokio::spawn(async move {
+        while let Some(grant) = grants.recv().await {
+            let pipeline = adopting.clone();
+            let fatal = fatal.clone();
+            // Blocks while an older loop of the partition stops.
+            tokio::task::spawn_blocking(move || {
+                crate::fatal::supervise_blocking("lease hand-in", || pipeline.adopt(grant), &fatal)
+            });
+        }
+    });
+    let (pipeline, manager) = (pipeline.clone(), Arc::downgrade(&cluster));
+    tokio::spawn(async move {
+        let mut listed = pipeline.cluster_partitions();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            let Some(cluster) = manager.upgrade() else {
+                return;
+            };
+            let p = pipeline.clone();
+            let now = tokio::task::spawn_blocking(move || {
+                p.sweep_grants();
+                p.cluster_partitions()
+            })
+            .await
+            .unwrap_or_default();
+            if now != listed {
+                let _ = cluster.set_partitions(now.clone());
+                listed = now;
+            }
+        }
+    });
+    Ok(cluster)
+}
+
+/// This host's cluster ID, kept in `data_dir/host-id` (made on first use).
+fn host_id_in(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("host-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_string());
+    }
+    let id = format!("weir-{:012x}", fastrand::u64(..) >> 16);
+    crate::datadir::write_atomic(&path, id.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }
 
 /// The store's directory inside the data directory.

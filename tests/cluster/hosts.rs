@@ -44,6 +44,7 @@ pub fn config(name: &str, ttl_ms: u64) -> ClusterConfig {
         renew_interval_ms: ttl_ms / 6,
         max_clock_skew_ms: ttl_ms / 6,
         replicas: 3,
+        ..ClusterConfig::default()
     }
 }
 

@@ -60,7 +60,7 @@ async fn an_old_server_is_refused_with_a_clear_error() {
     let result = Cluster::start(client, &config, "h0", Vec::new()).await;
     let _ = server.kill();
     let _ = server.wait();
-    let err = result.err().expect("an old server must be refused");
+    let err = result.expect_err("an old server must be refused");
     assert!(matches!(err, ClusterError::ServerTooOld { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -86,8 +86,7 @@ async fn a_host_with_another_ttl_is_refused() {
     let client = async_nats::connect(&urls).await.unwrap();
     let err = Cluster::start(client, &other, "h1", Vec::new())
         .await
-        .err()
-        .expect("a host with another TTL must be refused");
+        .expect_err("a host with another TTL must be refused");
     assert!(
         matches!(err, ClusterError::BucketMismatch { .. }),
         "{err:?}"

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use weir_e2e::nats::{Js, NatsServer, StreamMessage};
-use weir_e2e::{Host, eventually, free_port, guest};
+use weir_e2e::{Host, checker, eventually, free_port, guest};
 
 const PARTITIONS: u32 = 3;
 
@@ -345,4 +345,99 @@ fn two_hosts_split_the_partitions_and_one_is_killed() {
     let (ca, cb) = (consumed(&a), consumed(&b));
     assert!(ca[0] > 0 && ca[1] == 0 && ca[2] == 0, "host a: {ca:?}");
     assert!(cb[0] == 0 && cb[1] > 0 && cb[2] > 0, "host b: {cb:?}");
+}
+
+/// The relay pipelines into `OUT` (this host is its only writer), chained
+/// on the stream's sequence. The broker stopped and the host SIGKILLed
+/// while windows of publishes are on the wire must still leave every
+/// output once, in input order per partition: the set-based checker and
+/// the exact per-subject comparison agree.
+#[test]
+fn pipelined_relay_keeps_order_when_broker_and_host_die_mid_publish() {
+    let mut server = NatsServer::start();
+    let js = Js::connect(&server.url());
+    streams(&js);
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::start(dir.path(), &config(&server.url()));
+    let messages: Vec<_> = (0..4800).map(message).collect();
+    let mut published = 0u64;
+    let mut faults_mid_publish = 0;
+    for (n, chunk) in messages.chunks(600).enumerate() {
+        js.publish_acked(chunk);
+        published += chunk.len() as u64;
+        // Let windows of outputs get on the wire, then fault.
+        std::thread::sleep(Duration::from_millis(fastrand::u64(30..150)));
+        let relayed = js.count("OUT");
+        if relayed > 0 && relayed < published * 9 / 10 {
+            faults_mid_publish += 1;
+        }
+        if n % 2 == 0 {
+            server.stop();
+            std::thread::sleep(Duration::from_millis(fastrand::u64(100..1500)));
+            server.restart();
+        } else {
+            host.kill();
+            host.restart();
+        }
+    }
+    assert!(
+        faults_mid_publish >= 3,
+        "only {faults_mid_publish} faults landed while outputs were being relayed"
+    );
+    let inputs = js.read_all("IN");
+    check_outputs(&js, &inputs);
+    let acked: HashSet<String> = messages.iter().map(|(_, id, _)| id.clone()).collect();
+    let report = checker::check(
+        &acked,
+        &checker_inputs(&inputs),
+        &checker_outputs(&js.read_all("OUT")),
+        &dead_letter_ids(&host).into_iter().collect::<Vec<_>>(),
+        0,
+    );
+    assert_eq!(report.anomalies(), 0, "{report:?}");
+    assert_eq!(report.events, 4800);
+    let log = host.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("NATS relays pipeline their publishes") && l.contains("OUT")),
+        "the relay never pipelined into OUT:\n{}",
+        log.lines()
+            .filter(|l| l.contains("relay"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+fn partition_of(subject: &str) -> u32 {
+    subject.rsplit('.').next().unwrap().parse().unwrap()
+}
+
+/// `IN` as the checker reads it: poison must be dead-lettered.
+fn checker_inputs(messages: &[StreamMessage]) -> Vec<checker::Input> {
+    messages
+        .iter()
+        .map(|m| checker::Input {
+            id: m.msg_id.clone().unwrap(),
+            partition: partition_of(&m.subject),
+            position: m.sequence,
+            key: String::new(),
+            dead: is_poison(m),
+        })
+        .collect()
+}
+
+/// `OUT` as the checker reads it.
+fn checker_outputs(messages: &[StreamMessage]) -> Vec<checker::Output> {
+    messages
+        .iter()
+        .map(|m| {
+            let body: Value = serde_json::from_slice(&m.payload).unwrap();
+            checker::Output {
+                id: m.msg_id.clone().unwrap(),
+                source_id: body["source_id"].as_str().unwrap().into(),
+                partition: partition_of(&m.subject),
+                count: None,
+            }
+        })
+        .collect()
 }

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weir_e2e::checker::{self, Input, Output, Report};
-use weir_e2e::nats::{Js, NatsServer, StreamMessage};
+use weir_e2e::checker::{self, Input, Output, Report, count_of, stream_inputs, stream_outputs};
+use weir_e2e::nats::{Js, NatsServer};
 use weir_e2e::powercut::{Lost, PowerCutFs};
 use weir_e2e::{Host, Tmpfs, eventually, guest, header};
 
@@ -299,14 +299,6 @@ fn dead_ids(host: &Host, handler: &str) -> Vec<String> {
         .collect()
 }
 
-/// The checker's view of a counting output payload.
-fn count_of(payload: &Value) -> Option<(String, u64)> {
-    Some((
-        payload["key"].as_str()?.to_string(),
-        payload["count"].as_u64()?,
-    ))
-}
-
 /// Inputs, per handler expectation, from the embedded log.
 fn log_inputs(host: &Host, dead: MustDeadLetter) -> Vec<Input> {
     let mut inputs = Vec::new();
@@ -337,42 +329,6 @@ fn log_outputs(host: &Host, topic: &str) -> Vec<Output> {
         }
     }
     outputs
-}
-
-fn partition_of(subject: &str) -> u32 {
-    subject.rsplit('.').next().unwrap().parse().unwrap()
-}
-
-fn stream_inputs(messages: &[StreamMessage], dead: MustDeadLetter) -> Vec<Input> {
-    messages
-        .iter()
-        .map(|m| {
-            let payload: Value = serde_json::from_slice(&m.payload).unwrap();
-            Input {
-                id: m.msg_id.clone().unwrap(),
-                partition: partition_of(&m.subject),
-                position: m.sequence,
-                key: String::new(),
-                dead: dead(&payload),
-            }
-        })
-        .collect()
-}
-
-fn stream_outputs(messages: &[StreamMessage]) -> Vec<Output> {
-    messages
-        .iter()
-        .map(|m| {
-            let payload: Value = serde_json::from_slice(&m.payload).unwrap();
-            let id = m.msg_id.clone().unwrap();
-            Output {
-                source_id: payload["source_id"].as_str().unwrap().into(),
-                id,
-                partition: partition_of(&m.subject),
-                count: count_of(&payload),
-            }
-        })
-        .collect()
 }
 
 /// Print the rows and fail on any anomaly.

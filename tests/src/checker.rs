@@ -16,6 +16,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+use serde_json::Value;
+
+use crate::nats::StreamMessage;
+
 /// One input as the source holds it.
 #[derive(Debug, Clone)]
 pub struct Input {
@@ -206,6 +210,54 @@ fn count_mismatches(first: &HashMap<&str, &Input>, outputs: &[Output]) -> u64 {
             c.iter().zip(1..).any(|(have, want)| *have != want)
         })
         .count() as u64
+}
+
+/// The checker's view of a counting output payload (`{"key", "count"}`).
+pub fn count_of(payload: &Value) -> Option<(String, u64)> {
+    Some((
+        payload["key"].as_str()?.to_string(),
+        payload["count"].as_u64()?,
+    ))
+}
+
+/// The partition of a subject ending in `.<partition>`.
+pub fn partition_of(subject: &str) -> u32 {
+    subject.rsplit('.').next().unwrap().parse().unwrap()
+}
+
+/// Inputs as a JetStream stream holds them; `dead` tells which payloads
+/// the handler under check must dead-letter.
+pub fn stream_inputs(messages: &[StreamMessage], dead: fn(&Value) -> bool) -> Vec<Input> {
+    messages
+        .iter()
+        .map(|m| {
+            let payload: Value = serde_json::from_slice(&m.payload).unwrap();
+            Input {
+                id: m.msg_id.clone().unwrap(),
+                partition: partition_of(&m.subject),
+                position: m.sequence,
+                key: String::new(),
+                dead: dead(&payload),
+            }
+        })
+        .collect()
+}
+
+/// Outputs as a JetStream stream holds them (payloads carry `source_id`).
+pub fn stream_outputs(messages: &[StreamMessage]) -> Vec<Output> {
+    messages
+        .iter()
+        .map(|m| {
+            let payload: Value = serde_json::from_slice(&m.payload).unwrap();
+            let id = m.msg_id.clone().unwrap();
+            Output {
+                source_id: payload["source_id"].as_str().unwrap().into(),
+                id,
+                partition: partition_of(&m.subject),
+                count: count_of(&payload),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

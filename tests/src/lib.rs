@@ -2,7 +2,8 @@
 //! port with a temporary data directory, talk to its HTTP API, kill it.
 //!
 //! The binary is `$WEIR_BIN`, or `target/debug/weir` of this workspace
-//! (`cargo xtask test` builds it first).
+//! (`cargo xtask test` builds it first); a benchmark may prefer the release
+//! build ([`prefer_release_weir_bin`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -19,8 +20,14 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The binary [`prefer_release_weir_bin`] chose for this process.
+static CHOSEN_BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// The `weir` binary under test.
 pub fn weir_bin() -> PathBuf {
+    if let Some(path) = CHOSEN_BIN.get() {
+        return path.clone();
+    }
     let path = std::env::var_os("WEIR_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/debug/weir"));
@@ -39,6 +46,20 @@ pub fn weir_bin() -> PathBuf {
         );
     }
     path
+}
+
+/// For benchmarks: `$WEIR_BIN` if set, else `target/release/weir` when it
+/// is newer than `host/src`, else [`weir_bin`]'s `target/debug/weir`. Every
+/// [`Host`] of this process runs the binary returned.
+pub fn prefer_release_weir_bin() -> PathBuf {
+    let release = workspace_root().join("target/release/weir");
+    let fresh = std::fs::metadata(&release)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| newest_source(&workspace_root().join("host/src")) <= built);
+    if std::env::var_os("WEIR_BIN").is_none() && fresh {
+        let _ = CHOSEN_BIN.set(release);
+    }
+    weir_bin()
 }
 
 fn newest_source(dir: &Path) -> std::time::SystemTime {

@@ -130,11 +130,23 @@ impl Js {
 
     /// Create a file-backed stream over `subjects` with a duplicate window.
     pub fn create_stream(&self, name: &str, subjects: &[&str], duplicate_window: Duration) {
+        self.create_replicated_stream(name, subjects, duplicate_window, 1);
+    }
+
+    /// [`Js::create_stream`] with `replicas` replicas (on a cluster).
+    pub fn create_replicated_stream(
+        &self,
+        name: &str,
+        subjects: &[&str],
+        duplicate_window: Duration,
+        replicas: usize,
+    ) {
         let config = stream::Config {
             name: name.into(),
             subjects: subjects.iter().map(|s| s.to_string()).collect(),
             duplicate_window,
             storage: stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         };
         self.rt.block_on(self.js.create_stream(config)).unwrap();
@@ -188,22 +200,42 @@ impl Js {
         }
     }
 
-    /// Messages stored in `stream` now.
+    /// Messages stored in `stream` now (retried for a while when the
+    /// cluster is electing a leader).
     pub fn count(&self, stream: &str) -> u64 {
-        self.rt.block_on(async {
-            let mut s = self.js.get_stream(stream).await.unwrap();
-            s.info().await.unwrap().state.messages
+        self.retry(|js| async move {
+            let mut s = js.get_stream(stream).await?;
+            Ok(s.info().await?.state.messages)
         })
     }
 
     /// The sequence of the last message on `subject` in `stream` (0: none).
     pub fn last_sequence(&self, stream: &str, subject: &str) -> u64 {
-        self.rt.block_on(async {
-            let s = self.js.get_stream(stream).await.unwrap();
-            s.get_last_raw_message_by_subject(subject)
-                .await
-                .map_or(0, |m| m.sequence)
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        self.retry(|js| async move {
+            let s = js.get_stream(stream).await?;
+            match s.get_last_raw_message_by_subject(subject).await {
+                Ok(m) => Ok(m.sequence),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+                Err(e) => Err(e.into()),
+            }
         })
+    }
+
+    /// Run `f` until it succeeds, for up to 60 s.
+    fn retry<'a, T, F, Fut>(&'a self, f: F) -> T
+    where
+        F: Fn(&'a jetstream::Context) -> Fut,
+        Fut: std::future::Future<Output = Result<T, async_nats::Error>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.rt.block_on(f(&self.js)) {
+                Ok(v) => return v,
+                Err(e) => assert!(Instant::now() < deadline, "JetStream request failed: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Every message of `stream`, in stream order.

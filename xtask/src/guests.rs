@@ -1,6 +1,7 @@
 //! `cargo xtask guests`: build every guest handler in `guests/` as a
-//! wasm32-wasip2 component, convert `guests/not-a-component/module.wat` to a
-//! core module, and print what was produced.
+//! wasm32-wasip2 component, convert the guests written in WebAssembly text
+//! (`guests/<name>/module.wat`, a core module, or `component.wat`) to
+//! binaries, and print what was produced.
 //!
 //! Invariant: every artifact ends up in one directory,
 //! `guests/target/wasm32-wasip2/release/<crate_name>.wasm` (crate names with
@@ -32,7 +33,7 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         &mut cargo,
         "cargo build --release --target wasm32-wasip2 (guests/)",
     )?;
-    write_core_module(&guests, &out_dir)?;
+    write_text_guests(&guests, &out_dir)?;
     print_artifacts(&out_dir)?;
     Ok(out_dir)
 }
@@ -73,13 +74,27 @@ fn rustup(root: &Path) -> Command {
     command
 }
 
-/// Convert `not-a-component/module.wat` to `not_a_component.wasm`.
-fn write_core_module(guests: &Path, out_dir: &Path) -> Result<()> {
-    let source = guests.join("not-a-component").join("module.wat");
-    let binary = wat::parse_file(&source)
-        .with_context(|| format!("could not convert {}", source.display()))?;
-    let dest = out_dir.join("not_a_component.wasm");
-    fs::write(&dest, binary).with_context(|| format!("could not write {}", dest.display()))
+/// Convert each `<name>/module.wat` or `<name>/component.wat` in `guests`
+/// to `<name>.wasm` (with `-` as `_`) in `out_dir`.
+fn write_text_guests(guests: &Path, out_dir: &Path) -> Result<()> {
+    let entries = fs::read_dir(guests).with_context(|| format!("reading {}", guests.display()))?;
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    for dir in dirs {
+        for file in ["module.wat", "component.wat"] {
+            let source = dir.join(file);
+            if !source.exists() {
+                continue;
+            }
+            let binary = wat::parse_file(&source)
+                .with_context(|| format!("could not convert {}", source.display()))?;
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            let dest = out_dir.join(format!("{}.wasm", name.replace('-', "_")));
+            fs::write(&dest, binary)
+                .with_context(|| format!("could not write {}", dest.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Print a table of the `.wasm` files in `out_dir`: name, size, kind.

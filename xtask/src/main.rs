@@ -30,6 +30,9 @@ subcommands:
   faults [--long]
                  build the guests and the weir binary, run the fault-injection suite
                  (tests/faults) and print its table; --long runs many more cycles
+  cluster-demo   build the guests and the weir binary, then run examples/cluster: 3 NATS nodes and
+                 3 weir hosts under load; one host is killed and its data directory deleted; prints
+                 the partitions moving and the checker's verdict
   soak [--minutes N]
                  build the guests and the weir binary, run the quickstart pipeline at half its
                  measured capacity for N minutes (default 30) with SIGKILLs, sampling RSS, open
@@ -37,7 +40,8 @@ subcommands:
                  growing; writes docs/soak-metrics.svg and the table in docs/RELIABILITY.md
   fuzz [SECS]    run each cargo-fuzz target in fuzz/ for SECS seconds (default 60),
                  installing cargo-fuzz if missing
-  bench [args]   build the guests, then run every benchmark (`cargo bench -p weir --bench ... -- [args]`);
+  bench [args]   build the guests, then run every benchmark (`cargo bench -p weir --bench ... -- [args]`,
+                 then the cluster one: `cargo bench -p weir-e2e --bench cluster -- [args]`);
                  `--quick` runs a shorter version
   help           show this message";
 
@@ -63,6 +67,7 @@ enum Task {
     Run(Vec<String>),
     Bench(Vec<String>),
     Faults { long: bool },
+    ClusterDemo,
     Soak { minutes: u64 },
     Fuzz { secs: u64 },
     Help,
@@ -102,6 +107,10 @@ fn parse(args: &[String]) -> Result<Task> {
                 long: !rest.is_empty(),
             }
         }
+        "cluster-demo" => {
+            only(&[])?;
+            Task::ClusterDemo
+        }
         "soak" => Task::Soak {
             minutes: match rest {
                 [] => 30,
@@ -136,6 +145,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Task::Run(extra) => run(&root, &extra),
         Task::Bench(extra) => bench(&root, &extra),
         Task::Faults { long } => faults(&root, long),
+        Task::ClusterDemo => cluster_demo(&root),
         Task::Soak { minutes } => soak(&root, minutes),
         Task::Fuzz { secs } => fuzz(&root, secs),
         Task::Help => {
@@ -209,21 +219,39 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
 
 /// Build what the fault suite drives, then run it one scenario at a time.
 fn faults(root: &Path, long: bool) -> Result<()> {
+    let mode = if long { "long" } else { "short" };
+    let env = [("WEIR_FAULTS", mode)];
+    e2e_test(
+        root,
+        ["faults", "--", "--nocapture"],
+        &env,
+        "the fault suite",
+    )
+}
+
+/// Build what the end-to-end tests drive, then run `cargo test -p
+/// weir-e2e --test <args...>` with `env`.
+fn e2e_test<'a>(
+    root: &Path,
+    args: impl IntoIterator<Item = &'a str>,
+    env: &[(&str, &str)],
+    what: &str,
+) -> Result<()> {
     let current_nats = build_for_e2e(root)?;
     let mut cargo = cmd::cargo(root);
     cargo
-        .args([
-            "test",
-            "-p",
-            "weir-e2e",
-            "--test",
-            "faults",
-            "--",
-            "--nocapture",
-        ])
-        .env("WEIR_FAULTS", if long { "long" } else { "short" })
+        .args(["test", "-p", "weir-e2e", "--test"])
+        .args(args)
+        .envs(env.iter().copied())
         .env("NATS_SERVER_CURRENT", current_nats);
-    cmd::run(&mut cargo, "the fault suite")
+    cmd::run(&mut cargo, what)
+}
+
+/// The cluster demo (examples/cluster): an ignored test of the cluster
+/// suite that narrates what it does.
+fn cluster_demo(root: &Path) -> Result<()> {
+    let args = ["cluster", "cluster_demo", "--", "--ignored", "--nocapture"];
+    e2e_test(root, args, &[], "the cluster demo")
 }
 
 /// Build what the soak run drives, then run it (`tests/soak`).
@@ -280,13 +308,34 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
     cmd::run(&mut cargo, "weir serve")
 }
 
-/// Build the guests, then run every benchmark of the host in one run.
+/// Build the guests, then run every benchmark of the host in one run, then
+/// the cluster benchmark (1, 2 and 3 hosts; it runs the `target/release/weir`
+/// that the host's benchmarks built).
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     tools::ensure_nats_server()?;
+    let current_nats = tools::ensure_current_nats_server(root)?;
     guests::build(root)?;
     let mut cargo = cmd::cargo(root);
     cargo.args(bench_args(extra));
-    cmd::run(&mut cargo, "cargo bench -p weir")
+    cmd::run(&mut cargo, "cargo bench -p weir")?;
+    let mut cargo = cmd::cargo(root);
+    cargo
+        .args(cluster_bench_args(extra))
+        .env("NATS_SERVER_CURRENT", current_nats);
+    cmd::run(&mut cargo, "cargo bench -p weir-e2e --bench cluster")
+}
+
+/// The cluster benchmark, a bench of `weir-e2e` (tests/), where the
+/// JetStream cluster harness lives.
+const CLUSTER_BENCH: &str = "cluster";
+
+/// `cargo bench` arguments running the cluster benchmark with `extra` flags.
+fn cluster_bench_args(extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = ["bench", "-p", "weir-e2e", "--bench", CLUSTER_BENCH, "--"]
+        .map(String::from)
+        .to_vec();
+    args.extend(extra.iter().cloned());
+    args
 }
 
 /// The benchmark targets, named one by one: `--benches` would also select
@@ -397,6 +446,16 @@ mod tests {
                 "{bench} is not a bench of host/"
             );
         }
+        let args = cluster_bench_args(&["--quick".to_string()]);
+        let flags = args.iter().position(|a| a == "--").unwrap();
+        assert_eq!(args[flags + 1..], ["--quick".to_string()]);
+        assert!(args.contains(&CLUSTER_BENCH.to_string()), "{args:?}");
+        let manifest = repo_root().join("tests/Cargo.toml");
+        let text = std::fs::read_to_string(manifest).unwrap();
+        assert!(
+            text.contains(&format!("name = \"{CLUSTER_BENCH}\"")),
+            "{CLUSTER_BENCH} is not a bench of tests/"
+        );
     }
 
     /// The host's layers, bottom up, as docs/architecture.md draws them.

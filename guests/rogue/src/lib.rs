@@ -4,6 +4,7 @@
 //! - `"undeclared"`: one output to topic `"not-declared"`;
 //! - `"many"`: 10 000 small outputs to `"out"`;
 //! - `"large"`: one output to `"out"` with a 2 MiB payload;
+//! - `"headers"`: one empty output to `"out"` with 200 000 empty headers;
 //! - anything else: one normal output to `"out"` echoing the payload.
 
 use weir_sdk::{Event, Handler, Output, Result};
@@ -15,6 +16,8 @@ pub struct Rogue;
 pub const MANY: usize = 10_000;
 /// Payload size for `"large"`.
 pub const LARGE: usize = 2 << 20;
+/// Header count for `"headers"`.
+pub const HEADERS: usize = 200_000;
 
 impl Handler for Rogue {
     fn handle(event: Event) -> Result<Vec<Output>> {
@@ -24,6 +27,13 @@ impl Handler for Rogue {
                 .map(|i| Output::new("out", i.to_string()))
                 .collect(),
             b"large" => vec![Output::new("out", vec![b'x'; LARGE])],
+            b"headers" => {
+                let mut out = Output::new("out", "");
+                for _ in 0..HEADERS {
+                    out = out.with_header("", "");
+                }
+                vec![out]
+            }
             other => vec![Output::new("out", other)],
         };
         Ok(outputs)
@@ -49,6 +59,7 @@ mod tests {
         assert_eq!(run("undeclared")[0].topic, "not-declared");
         assert_eq!(run("many").len(), MANY);
         assert_eq!(run("large")[0].payload.len(), LARGE);
+        assert_eq!(run("headers")[0].headers.len(), HEADERS);
         assert_eq!(run("hi"), [Output::new("out", "hi")]);
     }
 }

@@ -100,6 +100,7 @@ fn measure(wasm: &[u8], handlers: usize, events: usize) -> Result<Value, String>
     let base = format!("http://127.0.0.1:{port}");
     for chunk in body.chunks(1000) {
         ureq::post(&format!("{base}/v1/topics/in/events"))
+            .header("content-type", "application/x-ndjson")
             .send(chunk.join("\n").as_bytes())
             .map_err(|e| e.to_string())?;
     }

@@ -510,6 +510,9 @@ fn main() {
     }
     results.insert("duplicates".into(), Value::Array(dup_rows));
 
+    // A row that cannot run fails the whole run (after the others ran), so a
+    // broken row is never mistaken for a missing one.
+    let mut failed = Vec::new();
     // Row 7: what durability to the platter costs.
     if runs("durability") {
         results.insert("durability".into(), durability_rows(&runtime, &wasm, quick));
@@ -521,7 +524,10 @@ fn main() {
             Ok(v) => {
                 results.insert("nats".into(), v);
             }
-            Err(e) => println!("\n[5] NATS: skipped ({e})"),
+            Err(e) => {
+                println!("\n[5] NATS: FAILED ({e})");
+                failed.push("[5] NATS");
+            }
         }
     }
 
@@ -531,7 +537,10 @@ fn main() {
             Ok(v) => {
                 results.insert("footprint".into(), v);
             }
-            Err(e) => println!("\n[6] footprint: skipped ({e})"),
+            Err(e) => {
+                println!("\n[6] footprint: FAILED ({e})");
+                failed.push("[6] footprint");
+            }
         }
     }
 
@@ -550,5 +559,9 @@ fn main() {
     if !lat_rows.is_empty() {
         plot::latency(&svg.join("bench-latency.svg"), &lat_rows).expect("plot");
         println!("wrote docs/bench-latency.svg");
+    }
+    if !failed.is_empty() {
+        eprintln!("\nbenchmark rows failed: {}", failed.join(", "));
+        std::process::exit(1);
     }
 }

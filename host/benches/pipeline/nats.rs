@@ -185,7 +185,7 @@ fn weir_row(
         ..NatsConfig::default()
     };
     let nats = rt
-        .block_on(weir::nats::Nats::connect(&config, &topics))
+        .block_on(weir::nats::Nats::connect(&config, &topics, None))
         .map_err(|e| e.to_string())?;
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let _relays = {

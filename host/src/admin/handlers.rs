@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::events::EventView;
 use super::{ApiError, AppState, ErrorBody, require_content_type};
+use crate::fatal::Fatal;
 use crate::handlers::PartitionStatus;
 use crate::handlers::{HandlerError, HandlerRecord, HandlerSpec, Handlers, RewindTarget};
 use crate::runtime::ComponentError;
@@ -53,6 +54,9 @@ impl From<ComponentError> for ApiError {
                 )
             }
             ComponentError::NotFound(_) => Self::bad_request("component_not_found", e.to_string()),
+            ComponentError::Busy => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string()).retry_after(1)
+            }
             other => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 other.code(),
@@ -71,7 +75,12 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&handlers))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(ApiError::from)
+        .map_err(|e| match e {
+            HandlerError::Store(e) | HandlerError::Pipeline(Fatal::Store(e)) => {
+                state.store_error(e)
+            }
+            other => other.into(),
+        })
 }
 
 #[utoipa::path(post, path = "/v1/components", tag = "components",
@@ -80,7 +89,8 @@ async fn blocking<T: Send + 'static>(
         (status = 201, description = "Validated and stored: `digest`, `size`", body = Object),
         (status = 413, description = "Over `admin.max_component_bytes`", body = ErrorBody),
         (status = 415, description = "Content-Type is not `application/wasm` or `application/octet-stream` (`unsupported_media_type`)", body = ErrorBody),
-        (status = 422, description = "`not_wasm`, `core_module`, `missing_export`, `version_mismatch`, `wrong_world` or `invalid_component`", body = ErrorBody)))]
+        (status = 503, description = "Another upload is being compiled (`compiler_busy`); retry after `Retry-After` seconds", body = ErrorBody),
+        (status = 422, description = "`not_wasm`, `core_module`, `missing_export`, `version_mismatch`, `wrong_world`, `over_limits` or `invalid_component`", body = ErrorBody)))]
 pub(super) async fn upload_component(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,14 +1,21 @@
-//! `GET /metrics`: gathers the handlers' and relays' stats, the topic heads
-//! and the NATS state, and renders them with [`crate::metrics::Exposition`].
+//! `GET /metrics`: gathers the handlers' and relays' stats, the topic heads,
+//! the NATS state and cluster mode's leases, and renders them with
+//! [`crate::metrics::Exposition`].
 
 use crate::clock::now_ms;
+use crate::cluster::View;
 use crate::handlers::Handlers;
 use crate::metrics::{Exposition, names::*};
 use crate::nats::Nats;
 use crate::store::Store;
 
 /// Every metric in the Prometheus text format.
-pub(crate) fn render(handlers: &Handlers, store: &Store, nats: Option<&Nats>) -> String {
+pub(crate) fn render(
+    handlers: &Handlers,
+    store: &Store,
+    nats: Option<&Nats>,
+    cluster: Option<&View>,
+) -> String {
     let mut out = Exposition::default();
     let listed = handlers.list().unwrap_or_default();
     let pipeline = handlers.pipeline();
@@ -50,7 +57,38 @@ pub(crate) fn render(handlers: &Handlers, store: &Store, nats: Option<&Nats>) ->
         outbox(&mut out, nats, store);
         out.relays(nats.relay_stats().iter());
     }
+    if let Some(view) = cluster {
+        leases(&mut out, view);
+        pipeline.cluster_stats().render(&mut out);
+    }
     out.finish()
+}
+
+/// The lease manager's counts and the partitions owned.
+fn leases(out: &mut Exposition, view: &View) {
+    let s = view.stats;
+    for (name, help, value) in [
+        (
+            CLUSTER_ACQUISITIONS,
+            "Leases this host acquired (taken back after an outage included).",
+            s.acquired + s.readopted,
+        ),
+        (
+            CLUSTER_LOSSES,
+            "Leases this host lost (not renewed in time).",
+            s.lost,
+        ),
+        (
+            CLUSTER_RELEASES,
+            "Leases this host released (hand-over, shutdown).",
+            s.released,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        out.sample(name, "", value);
+    }
+    out.family(CLUSTER_OWNED, "gauge", "Partitions this host owns.");
+    out.sample(CLUSTER_OWNED, "", view.owned.len());
 }
 
 /// The backlog and the age of the oldest output of every relayed partition.

@@ -3,8 +3,8 @@
 //! letters), health, readiness and metrics.
 //!
 //! Routes live by subject: [`events`] (topics and events), [`handlers`]
-//! (components, handlers, dead letters), [`metrics`] (`/metrics`),
-//! [`openapi`]; a new route goes in the file of its subject and is
+//! (components, handlers, dead letters), [`cluster`] (`/v1/cluster`),
+//! [`metrics`] (`/metrics`), [`openapi`]; a new route goes in the file of its subject and is
 //! registered in [`router`]. The listener and its connection limits live in
 //! [`server`].
 //!
@@ -16,6 +16,7 @@
 //! message; internals are logged, not sent), body-size limits and request
 //! timeouts.
 
+mod cluster;
 pub mod events;
 mod handlers;
 mod metrics;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// The NATS connection, when topics are bound to JetStream.
     pub nats: Option<Arc<crate::nats::Nats>>,
+    /// The lease manager, in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {
@@ -69,7 +72,14 @@ impl AppState {
             token: None,
             ready: Arc::new(AtomicBool::new(true)),
             nats: None,
+            cluster: None,
         }
+    }
+
+    /// Serve `/v1/cluster` and the cluster metrics from `cluster`.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Report NATS reachability on `/readyz` and metrics; refuse the event
@@ -91,10 +101,12 @@ impl AppState {
         self
     }
 
-    /// Turn a store error into an API error, stopping the host on I/O errors.
+    /// Turn a store error into an API error (logged there), stopping the
+    /// host when it means the store is broken (an I/O error or a failed
+    /// flush: what was applied may not be durable).
     pub(crate) fn store_error(&self, e: StoreError) -> ApiError {
         if let (StoreError::Io(_) | StoreError::FlushFailed(_), Some(fatal)) = (&e, &self.fatal) {
-            let _ = fatal.send(Fatal::Host(format!("while appending events: {e}")));
+            let _ = fatal.send(Fatal::Host(format!("admin API: {e}")));
         }
         e.into()
     }
@@ -142,6 +154,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/handlers/{name}/dead-letters/replay",
             post(handlers::replay),
         )
+        .route("/cluster", get(cluster::status))
         .route("/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -329,7 +342,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = tokio::task::spawn_blocking(move || {
-        metrics::render(&state.handlers, &state.store, state.nats.as_deref())
+        let view = state.cluster.as_ref().map(|c| c.view().borrow().clone());
+        metrics::render(
+            &state.handlers,
+            &state.store,
+            state.nats.as_deref(),
+            view.as_ref(),
+        )
     })
     .await
     .unwrap_or_default();
@@ -358,6 +377,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header, if the client should come back.
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -367,7 +388,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 with `code`.
@@ -394,10 +422,18 @@ impl From<StoreError> for ApiError {
             }
             other => {
                 tracing::error!(error = %other, "store error in API");
+                let what = match other {
+                    StoreError::Io(_) => "an I/O error; the host stops and recovers on restart",
+                    StoreError::FlushFailed(_) => {
+                        "a failed flush; the host stops and recovers on restart"
+                    }
+                    StoreError::Corrupt { .. } => "a corrupt record",
+                    _ => "an internal error",
+                };
                 Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the store could not complete the request; nothing was written, retry later",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store_error",
+                    format!("the store failed with {what}; the host log has the details"),
                 )
             }
         }
@@ -407,6 +443,12 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

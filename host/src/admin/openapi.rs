@@ -34,6 +34,7 @@ use crate::runtime::Limits;
         super::handlers::dead_letters,
         super::handlers::replay,
         super::handlers::purge,
+        super::cluster::status,
     ),
     components(schemas(
         IncomingEvent, EventView, HandlerSpec, Limits, RetryPolicy, RewindTarget, RewindBody,

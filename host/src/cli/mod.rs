@@ -4,7 +4,8 @@
 //! for handler authors ([`crate::author`]); every other command talks to a
 //! running host over its HTTP API: [`client`] (the HTTP client and how to
 //! reach a host), [`topics`] (`publish`, `tail`), [`operate`] (`deploy`,
-//! `handlers`, `rollback`, `pause`, `resume`, `rewind`, `dlq`, `status`).
+//! `handlers`, `rollback`, `pause`, `resume`, `rewind`, `dlq`, `status`,
+//! `cluster status`).
 //! Progress and summaries go to stderr; data (tailed events, `--output
 //! json`) to stdout.
 
@@ -22,7 +23,7 @@ pub use crate::author::Template;
 use crate::runtime::Limits;
 use crate::serve::{ServeOptions, serve};
 pub use client::{Client, HostArgs, OutputFormat};
-use operate::{DlqCommand, HandlersCommand};
+use operate::{ClusterCommand, DlqCommand, HandlersCommand};
 
 /// Weir: exactly-once event handlers as WebAssembly components.
 #[derive(Debug, Parser)]
@@ -219,6 +220,15 @@ pub enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
+    /// Cluster mode: hosts, partition owners and epochs, lag, take-overs.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        command: ClusterCommand,
+        /// The host to ask.
+        #[command(flatten)]
+        host: HostArgs,
+    },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -308,6 +318,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             operate::dlq(&Client::for_host(&host), command, host.output)
         }
         Command::Status { host } => operate::status(&Client::for_host(&host), host.output),
+        Command::Cluster { command, host } => {
+            operate::cluster(&Client::for_host(&host), command, host.output)
+        }
         Command::New {
             name,
             template,

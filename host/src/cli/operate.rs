@@ -40,6 +40,13 @@ pub enum HandlersCommand {
     },
 }
 
+/// `weir cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The hosts, and per partition its owner, epoch, lag and last take-over.
+    Status,
+}
+
 /// `weir dlq` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -328,6 +335,64 @@ pub fn status(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
             n(&c["outputs"]),
             n(&c["errors"]),
             n(&h["dead_letters"])
+        );
+    }
+    Ok(())
+}
+
+/// `weir cluster status`: the live hosts, then one line per partition.
+pub fn cluster(
+    client: &Client,
+    command: ClusterCommand,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let ClusterCommand::Status = command;
+    let v = client.get("/v1/cluster")?;
+    if output == OutputFormat::Json {
+        return print_json(&v);
+    }
+    let members: Vec<&str> = v["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(str_of)
+        .collect();
+    println!(
+        "host {} sees {} hosts: {}",
+        str_of(&v["host"]),
+        members.len(),
+        members.join(", ")
+    );
+    println!(
+        "leases here: {} acquired, {} lost, {} released; {} writes fenced by the broker",
+        v["leases"]["acquired"], v["leases"]["lost"], v["leases"]["released"], v["fenced_writes"]
+    );
+    println!(
+        "{:<20} {:>5} {:<20} {:>10} {:>8} {:>14} {:>10}",
+        "HANDLER", "PART", "OWNER", "EPOCH", "LAG", "TAKEN OVER", "IDLE MS"
+    );
+    let dash = |v: &Value| {
+        if v.is_null() {
+            "-".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    for p in v["partitions"].as_array().into_iter().flatten() {
+        let t = &p["last_takeover"];
+        let ago = t["at_ms"]
+            .as_u64()
+            .map(|at| format!("{} s ago", crate::clock::now_ms().saturating_sub(at) / 1000))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:>5} {:<20} {:>10} {:>8} {:>14} {:>10}",
+            str_of(&p["handler"]),
+            p["partition"].to_string(),
+            p["owner"].as_str().unwrap_or("-"),
+            dash(&p["epoch"]),
+            dash(&p["lag"]),
+            ago,
+            dash(&t["idle_ms"]),
         );
     }
     Ok(())

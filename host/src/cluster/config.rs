@@ -30,9 +30,13 @@ pub struct ClusterConfig {
     /// its lease lost, in ms: covers a broker clock that runs ahead or
     /// jumps, and scheduling delay on this host.
     pub max_clock_skew_ms: u64,
-    /// Replicas of the KV buckets (3 on a 3-node JetStream cluster; 1 on a
-    /// single server).
+    /// Replicas of the KV buckets and the changelog streams (3 on a 3-node
+    /// JetStream cluster; 1 on a single server).
     pub replicas: usize,
+    /// Changelog entries (committed batches) of a partition between two
+    /// snapshots of it: restore reads at most this many entries after the
+    /// snapshot.
+    pub snapshot_every: u64,
 }
 
 impl Default for ClusterConfig {
@@ -44,6 +48,7 @@ impl Default for ClusterConfig {
             renew_interval_ms: 2_000,
             max_clock_skew_ms: 1_000,
             replicas: 3,
+            snapshot_every: 1_000,
         }
     }
 }
@@ -84,6 +89,9 @@ impl ClusterConfig {
         }
         if !(1..=5).contains(&self.replicas) {
             return err("replicas", "must be 1..=5 (JetStream's limit)".into());
+        }
+        if !(1..=1_000_000).contains(&self.snapshot_every) {
+            return err("snapshot_every", "must be 1..=1000000".into());
         }
         Ok(())
     }

@@ -146,6 +146,10 @@ pub struct LeaseValue {
     pub host: String,
     /// Random, per acquisition.
     pub token: u64,
+    /// The fencing epoch, once known (written by renewals; 0 at creation,
+    /// when the revision is not known yet).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 #[cfg(test)]

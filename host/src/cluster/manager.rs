@@ -68,7 +68,7 @@ pub struct View {
 
 /// Counts of lease events on one host (the raw material of the cluster
 /// metrics to come).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LeaseStats {
     /// Leases taken by `create`.
     pub acquired: u64,
@@ -82,6 +82,7 @@ pub struct LeaseStats {
 
 enum Command {
     Shutdown(oneshot::Sender<()>),
+    SetPartitions(Vec<PartitionKey>),
 }
 
 /// A running lease manager. [`Cluster::shutdown`] hands every lease over;
@@ -89,6 +90,7 @@ enum Command {
 /// crash would): the leases expire after the TTL.
 pub struct Cluster {
     host: String,
+    leases_kv: kv::Store,
     commands: mpsc::UnboundedSender<Command>,
     view: watch::Receiver<View>,
     paused: Arc<AtomicBool>,
@@ -110,6 +112,7 @@ impl Cluster {
         let js = jetstream::new(client);
         let members_kv = open_bucket(&js, &members_bucket(&config.name), config).await?;
         let leases_kv = open_bucket(&js, &leases_bucket(&config.name), config).await?;
+        let leases_kv_handle = leases_kv.clone();
         let mut membership = Membership::new(members_kv.clone(), host_id);
         membership
             .heartbeat()
@@ -162,6 +165,7 @@ impl Cluster {
         let task = tokio::spawn(manager.run());
         let cluster = Self {
             host: host_id.into(),
+            leases_kv: leases_kv_handle,
             commands: commands_tx,
             view: view_rx,
             paused,
@@ -183,7 +187,7 @@ impl Cluster {
     /// Hand every lease over: each grant turns `HandOver`, each lease is
     /// released the moment its grant is dropped, then the membership entry
     /// is deleted. Returns once all that is done.
-    pub async fn shutdown(self) -> Result<()> {
+    pub async fn shutdown(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Shutdown(tx))
@@ -191,11 +195,62 @@ impl Cluster {
         rx.await.map_err(|_| ClusterError::Stopped)
     }
 
+    /// Every lease on the broker now, by lease key (`<handler>.<partition>`),
+    /// as its holder wrote it (the epoch appears after its first renewal).
+    /// Waits at most `timeout`.
+    pub async fn leases(&self, timeout: Duration) -> Result<BTreeMap<String, LeaseValue>> {
+        let read = async {
+            let mut out = BTreeMap::new();
+            let mut keys = self.leases_kv.keys().await.map_err(|e| e.to_string())?;
+            let mut names = Vec::new();
+            while let Some(key) = keys.next().await {
+                names.push(key.map_err(|e| e.to_string())?);
+            }
+            for key in names {
+                if let Ok(Some(entry)) = self.leases_kv.entry(&key).await
+                    && entry.operation == Operation::Put
+                    && let Ok(value) = serde_json::from_slice::<LeaseValue>(&entry.value)
+                {
+                    out.insert(key, value);
+                }
+            }
+            Ok::<_, String>(out)
+        };
+        let bucket = || self.leases_kv.name.clone();
+        match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(message)) => Err(ClusterError::Bucket {
+                bucket: bucket(),
+                message,
+            }),
+            Err(_) => Err(ClusterError::Bucket {
+                bucket: bucket(),
+                message: "timed out".into(),
+            }),
+        }
+    }
+
+    /// Share out `partitions` from now on (handlers deployed, removed,
+    /// paused): leases of partitions no longer listed are handed over.
+    pub fn set_partitions(&self, partitions: Vec<PartitionKey>) -> Result<()> {
+        self.commands
+            .send(Command::SetPartitions(partitions))
+            .map_err(|_| ClusterError::Stopped)
+    }
+
     /// Stop (or resume) every broker call, as a host frozen by a long
     /// pause would: leases are then lost when their trust period ends.
     #[doc(hidden)]
     pub fn pause_renewals(&self, paused: bool) {
         self.paused.store(paused, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
     }
 }
 
@@ -280,6 +335,12 @@ impl Manager {
                 Some(returned) = self.returned_rx.recv() => self.on_returned(returned).await,
                 command = recv_opt(&mut self.commands) => match command {
                     Some(Command::Shutdown(reply)) => self.begin_shutdown(reply),
+                    Some(Command::SetPartitions(partitions)) => {
+                        if partitions != self.partitions {
+                            self.partitions = partitions;
+                            self.reconcile().await;
+                        }
+                    }
                     None => self.commands = None,
                 },
                 () = sleep_until_opt(wake) => {}
@@ -321,7 +382,7 @@ impl Manager {
         let renewals = self.table.iter().map(|(p, held)| {
             let kv = self.leases_kv.clone();
             let key = p.lease_key();
-            let value = lease_value(&self.host, held.token);
+            let value = lease_value(&self.host, held.token, held.epoch);
             let (revision, token) = (held.revision, held.token);
             let deadline = deadline.min(tokio::time::Instant::from_std(held.valid_until()));
             async move {
@@ -587,7 +648,7 @@ async fn try_acquire(
 ) -> Option<Acquired> {
     let token = fastrand::u64(..);
     let sent = Instant::now();
-    let created = Manager::bounded(deadline, kv.create(key, lease_value(host, token))).await;
+    let created = Manager::bounded(deadline, kv.create(key, lease_value(host, token, 0))).await;
     match created {
         Some(Ok(epoch)) => Some(Acquired {
             epoch,
@@ -623,7 +684,7 @@ async fn try_readopt(
     token: u64,
     deadline: tokio::time::Instant,
 ) -> Option<Acquired> {
-    let value = lease_value(host, token);
+    let value = lease_value(host, token, 0);
     let sent = Instant::now();
     match Manager::bounded(deadline, kv.update(key, value.clone(), revision)).await {
         Some(Ok(epoch)) => {
@@ -653,10 +714,11 @@ async fn try_readopt(
     }
 }
 
-fn lease_value(host: &str, token: u64) -> bytes::Bytes {
+fn lease_value(host: &str, token: u64, epoch: u64) -> bytes::Bytes {
     let value = LeaseValue {
         host: host.into(),
         token,
+        epoch,
     };
     serde_json::to_vec(&value).unwrap_or_default().into()
 }

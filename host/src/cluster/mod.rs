@@ -18,8 +18,10 @@
 //! considers a lease lost `max_clock_skew_ms` before the broker can expire
 //! it, measured from when its last successful renewal was sent.
 //!
-//! Not here yet: the changelog and snapshots, broker-side fencing of a
-//! stale owner's writes, and the wiring into the pipeline.
+//! The rest of cluster mode builds on the [`Grant`]s: the pipeline runs a
+//! partition while it holds one (`pipeline/lease.rs`), and keeps the
+//! partition's state in a changelog on the broker, fenced there by the
+//! epoch (`nats/changelog.rs`).
 
 pub mod assign;
 pub mod broker;
@@ -31,7 +33,7 @@ pub mod membership;
 pub use assign::PartitionKey;
 pub use broker::{MIN_SERVER_VERSION, check_server_version};
 pub use config::ClusterConfig;
-pub use lease::{Grant, LeaseState, LeaseStatus};
+pub use lease::{Grant, LeaseState, LeaseStatus, LeaseValue};
 pub use manager::{Cluster, LeaseStats, View};
 
 /// Why cluster mode cannot start or go on.

@@ -208,7 +208,7 @@ impl Default for AdminConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             max_body_bytes: 8 << 20,
-            max_component_bytes: 64 << 20,
+            max_component_bytes: 16 << 20,
             token: None,
             header_read_timeout_ms: 10_000,
             max_connections: 256,

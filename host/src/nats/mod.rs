@@ -14,18 +14,22 @@
 //!
 //! **Sink.** The outbox of a bound topic is its embedded log: outputs land
 //! there inside the commit. One relay per partition publishes them in order,
-//! one at a time, with `Nats-Msg-Id` set to the output's deterministic ID,
-//! waits for each acknowledgement, and only then removes them (recording the
-//! partition's floor) in one store write. A crash in between re-publishes;
-//! the stream's duplicate window drops the copy. While the broker is away the outbox
-//! holds, the relay backs off, and handlers emitting to the topic pause once
-//! the backlog passes `max_outbox`.
+//! with `Nats-Msg-Id` set to the output's deterministic ID, and removes them
+//! (recording the partition's floor) in one store write only once the stream
+//! acknowledged them. A crash in between re-publishes; the stream's duplicate
+//! window drops the copy. Publishes are pipelined, chained on the stream's
+//! sequence, where this host is the stream's only writer, and go one at a
+//! time otherwise ([`relay`] says why and how). While the broker is away the
+//! outbox holds, the relay backs off, and handlers emitting to the topic
+//! pause once the backlog passes `max_outbox`.
 
 //!
 //! Files: this one holds the client (connection, readiness, the bound
 //! streams) and the [`Connector`] the pipeline calls; [`reader`] the
-//! per-partition source; [`relay`] the outbox relays.
+//! per-partition source; [`relay`] the outbox relays; [`changelog`] cluster
+//! mode's changelog and snapshots, with the broker-side fence.
 
+pub mod changelog;
 mod reader;
 mod relay;
 
@@ -37,8 +41,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, stream};
 
+use crate::cluster::ClusterConfig;
 use crate::config::{NatsBinding, NatsConfig, TopicConfig};
-use crate::connector::{Connector, PartitionReader};
+use crate::connector::{Changelog, Connector, PartitionReader};
 use crate::metrics::RelayStats;
 use crate::store::Store;
 
@@ -67,6 +72,7 @@ pub struct Nats {
     urls: String,
     relay_stats: BTreeMap<String, RelayStats>,
     owned: Option<Vec<u32>>,
+    cluster: Option<ClusterConfig>,
 }
 
 impl std::fmt::Debug for Nats {
@@ -78,12 +84,14 @@ impl std::fmt::Debug for Nats {
 }
 
 impl Nats {
-    /// Connect to `config` for the bound topics among `topics`. Returns at
-    /// once: an unreachable server is retried in the background (and
+    /// Connect to `config` for the bound topics among `topics` (and, with
+    /// `cluster`, the changelog streams of cluster mode). Returns at once:
+    /// an unreachable server is retried in the background (and
     /// [`Nats::is_ready`] stays false until it answers).
     pub async fn connect(
         config: &NatsConfig,
         topics: &BTreeMap<String, TopicConfig>,
+        cluster: Option<&ClusterConfig>,
     ) -> anyhow::Result<Arc<Self>> {
         // Shown in logs, errors and /readyz: never with credentials.
         let urls = crate::config::redact_urls(&config.urls.join(","));
@@ -153,6 +161,7 @@ impl Nats {
             urls,
             relay_stats,
             owned: config.partitions.clone(),
+            cluster: cluster.cloned(),
         }))
     }
 
@@ -169,6 +178,11 @@ impl Nats {
     /// The configured server URLs, comma-separated.
     pub fn urls(&self) -> &str {
         &self.urls
+    }
+
+    /// The client (cluster mode's lease manager shares the connection).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     /// Whether the client holds a connection now.
@@ -232,6 +246,9 @@ impl Nats {
             };
             found.map_err(|e| format!("topic `{topic}`: stream `{}`: {e}", b.stream))?;
         }
+        if let Some(cluster) = &self.cluster {
+            changelog::ensure_streams(&self.js, cluster).await?;
+        }
         Ok(())
     }
 }
@@ -263,5 +280,16 @@ impl Connector for Nats {
                 .sum();
             backlog >= b.max_outbox
         })
+    }
+
+    fn changelog(
+        self: Arc<Self>,
+        handler: &str,
+        partition: u32,
+        epoch: u64,
+    ) -> Option<Box<dyn Changelog>> {
+        let cluster = self.cluster.clone()?;
+        let log = changelog::NatsChangelog::new(self, &cluster, handler, partition, epoch);
+        Some(Box::new(log))
     }
 }

@@ -10,15 +10,21 @@
 //! 3. builds **one atomic write** holding the dedup marks, the handler's
 //!    state writes, the outputs (appended to their topics, with deterministic
 //!    IDs and lineage headers), the dead letters and the new source offsets;
-//! 4. applies it only if this loop still holds the partition's fencing
+//! 4. in cluster mode, appends the write to the partition's changelog on
+//!    the broker first ([`super::lease`]), which refuses it if a newer owner
+//!    fenced the partition: then nothing is applied and the loop stops;
+//! 5. applies it only if this loop still holds the partition's fencing
 //!    epoch; the store's flusher makes it durable, and only then are its
-//!    outputs readable. The loop goes on with the next batch while the
+//!    outputs readable (and relayed). The loop goes on with the next batch while the
 //!    flush runs (at most one batch ahead), and one flush covers every loop
 //!    that committed meanwhile (group commit).
 //!
 //! Before sleeping for a retry backoff, the events already processed in the
 //! batch are committed, so a slow poison event never holds finished work
-//! hostage. On shutdown during a backoff the failing event is left
+//! hostage. Likewise, once the state writes the batch holds in host memory
+//! reach the handler's `limits.max_state_bytes`, the events processed so far
+//! are committed before the next one runs, so a guest cannot make the host
+//! buffer more than that (plus one event's writes, also capped by it). On shutdown during a backoff the failing event is left
 //! uncommitted and is retried after the restart.
 
 use std::collections::{BTreeMap, HashSet};
@@ -34,7 +40,9 @@ use crate::store::{
 };
 
 use super::HandlerPlan;
+use super::lease::PartitionLease;
 use crate::clock::now_ms;
+use crate::connector::Connector;
 use crate::fatal::Fatal;
 use crate::metrics::HandlerStats;
 
@@ -71,6 +79,10 @@ pub(crate) struct Committer {
     pub(crate) dropped_log_lines: u64,
     /// Most dead letters kept per source partition (`pipeline.max_dead_letters`).
     pub(crate) max_dead_letters: u64,
+    /// Cluster mode: the partition's lease and changelog.
+    pub(crate) lease: Option<PartitionLease>,
+    /// The broker connector, if any.
+    pub(crate) connector: Option<Arc<dyn Connector>>,
 }
 
 /// What one batch will write, accumulated event by event.
@@ -124,8 +136,18 @@ impl Committer {
                 .push((dedup_key.clone(), event.offset.to_be_bytes().to_vec()));
             pending.seen.insert(dedup_key);
             pending.advance(&event);
+            self.commit_if_state_full(&mut pending)?;
         }
         self.commit(pending)
+    }
+
+    /// Commit the events processed so far if the state writes they hold
+    /// reached `limits.max_state_bytes`.
+    fn commit_if_state_full(&mut self, pending: &mut Pending) -> Result<(), Fatal> {
+        if self.instance.batch_state_bytes() >= self.plan.settings.limits.max_state_bytes {
+            self.commit(std::mem::take(pending))?;
+        }
+        Ok(())
     }
 
     /// Process dead letters queued for replay (`keys::replay`): each is
@@ -148,6 +170,7 @@ impl Committer {
                 Disposition::Interrupted => break,
             }
             pending.write.deletes.push(queue_key);
+            self.commit_if_state_full(&mut pending)?;
         }
         self.commit(pending)
     }
@@ -339,10 +362,46 @@ impl Committer {
         if pending.write.is_empty() {
             return Ok(());
         }
+        if self.apply_logged(pending.write, Some(pending.events))? {
+            self.cursors.extend(pending.cursors);
+        }
+        Ok(())
+    }
+
+    /// Cluster mode, with nothing to process: if the relay got further
+    /// than the changelog says, append an entry of no writes saying so (a
+    /// later owner then does not re-send those outputs).
+    pub(crate) fn report_relay_progress(&mut self) -> Result<(), Fatal> {
+        let due = match &mut self.lease {
+            Some(lease) => lease.relay_progress_due(&self.store)?,
+            None => false,
+        };
+        if due {
+            self.apply_logged(Write::default(), None)?;
+        }
+        Ok(())
+    }
+
+    /// Append `write` to the partition's changelog (cluster mode), then
+    /// apply it under the local fence; `events` is counted as a commit.
+    /// Returns false if it was not applied: the changelog refused it or the
+    /// lease ran out, and the loop stops.
+    fn apply_logged(&mut self, mut write: Write, events: Option<u64>) -> Result<bool, Fatal> {
+        let plan = self.plan.clone();
+        let name = &plan.name;
+        // Cluster mode: the broker has the batch before anything of it is
+        // applied, hence before any output can be relayed.
+        let mut outputs = Vec::new();
+        if let Some(lease) = &mut self.lease {
+            if !lease.append(&self.store, &plan, &mut write) {
+                return Ok(false);
+            }
+            outputs = write.appends.clone();
+        }
         let epoch_key = keys::epoch(name, self.partition);
         let (mine, partition) = (self.epoch, self.partition);
         let started = std::time::Instant::now();
-        let (_, ticket) = self.store.apply(pending.write, |store| {
+        let (positions, ticket) = self.store.apply(write, |store| {
             let current = store.get_u64(&epoch_key)?.unwrap_or(0);
             if current != mine {
                 return Err(StoreError::Fenced {
@@ -361,13 +420,17 @@ impl Committer {
         if let Some(previous) = self.unflushed.replace(ticket) {
             self.store.wait_durable(previous)?;
         }
-        self.stats.record_commit(pending.events, started.elapsed());
+        if let Some(events) = events {
+            self.stats.record_commit(events, started.elapsed());
+        }
         let dropped = self.instance.dropped_log_lines();
         self.stats
             .record_dropped_log_lines(dropped.saturating_sub(self.dropped_log_lines));
         self.dropped_log_lines = dropped;
-        self.cursors.extend(pending.cursors);
-        Ok(())
+        if let (Some(lease), Some(connector)) = (&mut self.lease, &self.connector) {
+            lease.committed(&self.store, connector.as_ref(), &plan, outputs, positions)?;
+        }
+        Ok(true)
     }
 
     /// Wait until everything this loop committed is durable (on shutdown).

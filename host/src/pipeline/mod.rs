@@ -9,9 +9,18 @@
 //! graceful shutdown (finish the batch in hand, wait for its flush, then
 //! stop) and the report of fatal errors to the host. It knows nothing of
 //! the admin API or of how metrics are rendered.
+//!
+//! In cluster mode ([`Pipeline::with_cluster`]) a handler whose inputs are
+//! all broker-bound runs a partition only while this host holds its lease
+//! ([`Pipeline::adopt`] takes each grant; [`lease`] has the rest):
+//! `nats.partitions` keeps working for static setups without it.
 
+mod changelog;
 pub mod commit;
+mod lease;
 mod state;
+
+pub use lease::ClusterSettings;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,11 +28,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::cluster::{Grant, LeaseStatus, PartitionKey};
 use crate::config::{PipelineConfig, RetryPolicy};
 use crate::connector::{Connector, PartitionReader};
 use crate::event::{Event, Output};
 use crate::fatal::{Fatal, FatalSender};
-use crate::metrics::HandlerStats;
+use crate::metrics::{ClusterStats, HandlerStats};
 use crate::runtime::{
     HandlerInstance, HandlerSettings, InvokeError, LoadedComponent, Runtime, StateWrites,
 };
@@ -63,6 +73,10 @@ impl From<LoadedComponent> for HandlerCode {
 pub(crate) trait Invoke {
     fn invoke(&mut self, event: &Event) -> Result<Vec<Output>, InvokeError>;
     fn take_batch_writes(&mut self) -> StateWrites;
+    /// Bytes of state writes held for the batch so far.
+    fn batch_state_bytes(&self) -> u64 {
+        0
+    }
     /// Guest log lines dropped by the rate limit so far.
     fn dropped_log_lines(&self) -> u64 {
         0
@@ -75,6 +89,9 @@ impl Invoke for HandlerInstance {
     }
     fn take_batch_writes(&mut self) -> StateWrites {
         HandlerInstance::take_batch_writes(self)
+    }
+    fn batch_state_bytes(&self) -> u64 {
+        HandlerInstance::batch_state_bytes(self)
     }
     fn dropped_log_lines(&self) -> u64 {
         HandlerInstance::dropped_log_lines(self)
@@ -118,12 +135,35 @@ pub struct Pipeline {
     fatal: FatalSender,
     connector: Option<Arc<dyn Connector>>,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Loops told to stop and maybe still finishing their batch, by handler.
+    stopping: Mutex<BTreeMap<String, StopHandle>>,
     stats: Mutex<BTreeMap<String, Arc<HandlerStats>>>,
+    cluster: Option<ClusterSettings>,
+    grants: lease::Grants,
+    cluster_stats: Arc<ClusterStats>,
 }
 
 struct Running {
+    plan: Arc<HandlerPlan>,
     shutdown: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    /// One loop per partition run here.
+    threads: Vec<(u32, JoinHandle<()>)>,
+}
+
+/// The loops of a handler told to stop: [`StopHandle::wait`] waits until
+/// they have finished their batch. Starting the handler again first waits
+/// for them, so two generations of its loops never run at once.
+#[derive(Clone, Default)]
+pub struct StopHandle(Arc<Mutex<Vec<JoinHandle<()>>>>);
+
+impl StopHandle {
+    /// Wait for the loops to finish (at once if they already have).
+    pub fn wait(&self) {
+        let threads = std::mem::take(&mut *lock(&self.0));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -150,8 +190,20 @@ impl Pipeline {
             fatal,
             connector: None,
             running: Mutex::new(BTreeMap::new()),
+            stopping: Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
+            cluster: None,
+            grants: Arc::default(),
+            cluster_stats: Arc::default(),
         }
+    }
+
+    /// Cluster mode: handlers whose inputs are all broker-bound run a
+    /// partition only while [`Pipeline::adopt`] has given this host its
+    /// lease, and keep its state in the connector's changelog.
+    pub fn with_cluster(mut self, settings: Option<ClusterSettings>) -> Self {
+        self.cluster = settings;
+        self
     }
 
     /// Read topics bound to a broker through `connector` (and hold back
@@ -177,41 +229,181 @@ impl Pipeline {
     }
 
     /// Start one loop per partition of `plan`'s handler, first stopping the
-    /// loops it already has (they finish their batch).
+    /// loops it already has (they finish their batch). In cluster mode, a
+    /// clustered handler's loops start only for the partitions whose lease
+    /// this host holds.
     pub fn run(&self, plan: HandlerPlan) -> Result<(), Fatal> {
         self.stop(&plan.name);
+        if let Some(stopping) = lock(&self.stopping).remove(&plan.name) {
+            stopping.wait();
+        }
         let plan = Arc::new(plan);
-        let stats = self.stats(&plan.name);
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut partitions = 0;
         for topic in &plan.subscribe {
             partitions = partitions.max(self.store.partitions(topic)?);
         }
+        let clustered = self.is_clustered(&plan);
         let mut threads = Vec::new();
         for partition in 0..partitions {
-            if !self.owns(&plan, partition) {
+            let lease = if clustered {
+                match self.loop_lease(&plan.name, partition) {
+                    Some(lease) => Some(lease),
+                    None => continue,
+                }
+            } else if self.owns(&plan, partition) {
+                None
+            } else {
+                continue;
+            };
+            threads.push((
+                partition,
+                self.spawn_loop(&plan, partition, &shutdown, lease)?,
+            ));
+        }
+        lock(&self.running).insert(
+            plan.name.clone(),
+            Running {
+                plan,
+                shutdown,
+                threads,
+            },
+        );
+        Ok(())
+    }
+
+    fn spawn_loop(
+        &self,
+        plan: &Arc<HandlerPlan>,
+        partition: u32,
+        shutdown: &Arc<AtomicBool>,
+        lease: Option<lease::LoopLease>,
+    ) -> Result<JoinHandle<()>, Fatal> {
+        let ctx = LoopContext {
+            store: self.store.clone(),
+            runtime: self.runtime.clone(),
+            plan: plan.clone(),
+            partition,
+            connector: self.connector.clone(),
+            settings: self.settings,
+            shutdown: shutdown.clone(),
+            stats: self.stats(&plan.name),
+            lease,
+            cluster: self.cluster,
+            grants: self.grants.clone(),
+            cluster_stats: self.cluster_stats.clone(),
+        };
+        let fatal = self.fatal.clone();
+        let what = format!("consumer loop {}/{partition}", plan.name);
+        std::thread::Builder::new()
+            .name(format!("weir-{}-{partition}", plan.name))
+            .spawn(move || crate::fatal::supervise_blocking(&what, || ctx.run(), &fatal))
+            .map_err(|e| Fatal::Host(format!("cannot spawn loop: {e}")))
+    }
+
+    /// The lease of `handler`'s `partition` for a new loop, if this host
+    /// holds it and it is plainly held.
+    fn loop_lease(&self, handler: &str, partition: u32) -> Option<lease::LoopLease> {
+        let key = PartitionKey::new(handler, partition);
+        let grants = lock(&self.grants);
+        let grant = grants.get(&key)?;
+        (grant.state().status == LeaseStatus::Held).then(|| lease::LoopLease {
+            key,
+            epoch: grant.epoch(),
+            state: grant.subscribe(),
+        })
+    }
+
+    /// Whether `plan`'s partitions are shared through leases: cluster mode
+    /// is on and every topic it reads is broker-bound.
+    pub fn is_clustered(&self, plan: &HandlerPlan) -> bool {
+        self.cluster.is_some()
+            && !plan.subscribe.is_empty()
+            && plan.subscribe.iter().all(|t| self.reads_from_broker(t))
+    }
+
+    /// The partitions of every running clustered handler: what the lease
+    /// manager should share out.
+    pub fn cluster_partitions(&self) -> Vec<PartitionKey> {
+        let running = lock(&self.running);
+        let mut out = Vec::new();
+        for (name, r) in running.iter() {
+            if !self.is_clustered(&r.plan) {
                 continue;
             }
-            let ctx = LoopContext {
-                store: self.store.clone(),
-                runtime: self.runtime.clone(),
-                plan: plan.clone(),
-                partition,
-                connector: self.connector.clone(),
-                settings: self.settings,
-                shutdown: shutdown.clone(),
-                stats: stats.clone(),
-            };
-            let fatal = self.fatal.clone();
-            let what = format!("consumer loop {}/{partition}", plan.name);
-            let thread = std::thread::Builder::new()
-                .name(format!("weir-{}-{partition}", plan.name))
-                .spawn(move || crate::fatal::supervise_blocking(&what, || ctx.run(), &fatal))
-                .map_err(|e| Fatal::Host(format!("cannot spawn loop: {e}")))?;
-            threads.push(thread);
+            let partitions = r
+                .plan
+                .subscribe
+                .iter()
+                .filter_map(|t| self.store.partitions(t).ok())
+                .max()
+                .unwrap_or(0);
+            out.extend((0..partitions).map(|p| PartitionKey::new(name.clone(), p)));
         }
-        lock(&self.running).insert(plan.name.clone(), Running { shutdown, threads });
+        out
+    }
+
+    /// Take a lease the manager granted: keep it, and start the
+    /// partition's loop if its handler runs (after the loop of an earlier
+    /// lease of the same partition has stopped). Blocks while that loop
+    /// finishes.
+    pub fn adopt(&self, grant: Grant) -> Result<(), Fatal> {
+        let key = grant.partition().clone();
+        tracing::debug!(partition = %key, epoch = grant.epoch(), "lease granted");
+        // Replacing an older grant of the partition drops it (it was lost).
+        lock(&self.grants).insert(key.clone(), grant);
+        let old = {
+            let mut running = lock(&self.running);
+            running.get_mut(&key.handler).and_then(|r| {
+                let at = r.threads.iter().position(|(p, _)| *p == key.partition)?;
+                Some(r.threads.remove(at).1)
+            })
+        };
+        if let Some(old) = old {
+            let _ = old.join();
+        }
+        let mut running = lock(&self.running);
+        let Some(r) = running.get_mut(&key.handler) else {
+            return Ok(());
+        };
+        if !self.is_clustered(&r.plan) || r.threads.iter().any(|(p, _)| *p == key.partition) {
+            return Ok(());
+        }
+        let Some(lease) = self.loop_lease(&key.handler, key.partition) else {
+            return Ok(());
+        };
+        let (plan, shutdown) = (r.plan.clone(), r.shutdown.clone());
+        let thread = self.spawn_loop(&plan, key.partition, &shutdown, Some(lease))?;
+        r.threads.push((key.partition, thread));
         Ok(())
+    }
+
+    /// Drop the grants no loop will return: handed over or lost while
+    /// their handler does not run here. (Running loops drop their own.)
+    pub fn sweep_grants(&self) {
+        let running = lock(&self.running);
+        let mut grants = lock(&self.grants);
+        grants.retain(|key, grant| {
+            let runs = running.get(&key.handler).is_some_and(|r| {
+                r.threads
+                    .iter()
+                    .any(|(p, t)| *p == key.partition && !t.is_finished())
+            });
+            runs || grant.state().status == LeaseStatus::Held
+        });
+    }
+
+    /// Leases this host holds now, with their epochs.
+    pub fn owned_partitions(&self) -> Vec<(PartitionKey, u64)> {
+        lock(&self.grants)
+            .iter()
+            .map(|(k, g)| (k.clone(), g.epoch()))
+            .collect()
+    }
+
+    /// Cluster mode's counters on this host.
+    pub fn cluster_stats(&self) -> Arc<ClusterStats> {
+        self.cluster_stats.clone()
     }
 
     /// Whether this host runs `plan`'s loop for `partition`: always, unless
@@ -225,15 +417,32 @@ impl Pipeline {
     /// Stop `handler`'s loops after their current batch; wait for them.
     /// Returns whether it was running.
     pub fn stop(&self, handler: &str) -> bool {
-        let Some(running) = lock(&self.running).remove(handler) else {
+        let Some(stopping) = self.begin_stop(handler) else {
             return false;
         };
-        running.shutdown.store(true, Ordering::SeqCst);
-        self.store.wake_all();
-        for thread in running.threads {
-            let _ = thread.join();
+        stopping.wait();
+        let mut map = lock(&self.stopping);
+        if map
+            .get(handler)
+            .is_some_and(|h| Arc::ptr_eq(&h.0, &stopping.0))
+        {
+            map.remove(handler);
         }
         true
+    }
+
+    /// Tell `handler`'s loops to stop after their current batch, without
+    /// waiting: `None` if it was not running. Callers that hold a lock wait
+    /// on the handle after releasing it; until then the loops still count
+    /// as stopping, and [`Pipeline::run`] waits for them.
+    pub fn begin_stop(&self, handler: &str) -> Option<StopHandle> {
+        let running = lock(&self.running).remove(handler)?;
+        running.shutdown.store(true, Ordering::SeqCst);
+        self.store.wake_all();
+        let threads = running.threads.into_iter().map(|(_, t)| t).collect();
+        let stopping = StopHandle(Arc::new(Mutex::new(threads)));
+        lock(&self.stopping).insert(handler.to_string(), stopping.clone());
+        Some(stopping)
     }
 
     /// Whether `topic` is read from a broker rather than the embedded log.
@@ -277,6 +486,11 @@ struct LoopContext {
     settings: PipelineConfig,
     shutdown: Arc<AtomicBool>,
     stats: Arc<HandlerStats>,
+    /// Cluster mode: the lease this loop runs under.
+    lease: Option<lease::LoopLease>,
+    cluster: Option<ClusterSettings>,
+    grants: lease::Grants,
+    cluster_stats: Arc<ClusterStats>,
 }
 
 /// Where one subscribed topic's events come from.
@@ -288,8 +502,38 @@ enum Source {
 }
 
 impl LoopContext {
-    fn run(self) -> Result<(), Fatal> {
+    fn run(mut self) -> Result<(), Fatal> {
+        let lease = self.lease.take();
+        let released = lease.as_ref().map(|l| (l.key.clone(), l.epoch));
+        let result = self.run_under(lease);
+        // The loop is done with the lease unless only its handler stopped
+        // (a restart with a new revision keeps the lease).
+        if let Some((key, epoch)) = released
+            && (!self.shutdown.load(Ordering::SeqCst) || result.is_err())
+        {
+            lease::release(&self.grants, &key, epoch);
+        }
+        result
+    }
+
+    fn run_under(&self, lease: Option<lease::LoopLease>) -> Result<(), Fatal> {
         let epoch = self.take_ownership()?;
+        let lease = match (lease, &self.connector, self.cluster) {
+            (Some(lease), Some(connector), Some(settings)) => {
+                match lease::PartitionLease::open(
+                    lease,
+                    &self.store,
+                    connector,
+                    &self.plan,
+                    settings,
+                    self.cluster_stats.clone(),
+                )? {
+                    Some(lease) => Some(lease),
+                    None => return Ok(()),
+                }
+            }
+            _ => None,
+        };
         let mut cursors = BTreeMap::new();
         let mut sources = BTreeMap::new();
         for topic in &self.plan.subscribe {
@@ -338,9 +582,13 @@ impl LoopContext {
             unflushed: None,
             dropped_log_lines: 0,
             max_dead_letters: self.settings.max_dead_letters,
+            lease,
+            connector: self.connector.clone(),
         };
         let linger = Duration::from_millis(self.settings.linger_ms);
-        while !self.shutdown.load(Ordering::SeqCst) {
+        while !self.shutdown.load(Ordering::SeqCst)
+            && committer.lease.as_ref().is_none_or(|l| l.keep_going())
+        {
             let seen = self.store.generation();
             let queued = self.read_replays()?;
             if !queued.is_empty() {
@@ -354,6 +602,7 @@ impl LoopContext {
             let mut batch = Vec::new();
             self.read_batch(&committer.cursors, &mut sources, &mut batch)?;
             if batch.is_empty() {
+                committer.report_relay_progress()?;
                 match sources.values_mut().find_map(|s| match s {
                     Source::Broker(r) => Some(r),
                     Source::Log => None,
@@ -371,6 +620,11 @@ impl LoopContext {
             }
             committer.process(batch)?;
             self.record_stream_lag(&sources);
+        }
+        if let Some(lease) = &committer.lease {
+            let state = *lease.lease().state.borrow();
+            tracing::info!(partition = %lease.lease().key, epoch = lease.lease().epoch,
+                status = ?state.status, why = lease.ended().unwrap_or("-"), "partition loop stopping");
         }
         committer.finish()
     }

@@ -1,6 +1,17 @@
 //! Components: validation against the `weir:handler` world, storage by
 //! content hash, and the compiled-artifact cache.
 //!
+//! Validation runs in two steps. `precheck` reads the bytes with
+//! `wasmparser` (linear in their size, no code generation): the header, the
+//! top-level imports and exports against the world, the guest export's
+//! type, and WebAssembly validity; garbage, core modules and components of
+//! another world are refused there, before anything is compiled. Only then is the component
+//! compiled (the costly step, unbounded in time by the size alone) and its
+//! types checked by linking it. A [`ComponentStore`] compiles one component
+//! at a time: an upload of other bytes arriving meanwhile is refused with
+//! [`ComponentError::Busy`] instead of queueing, one of the same bytes waits
+//! for that compilation and shares its result.
+//!
 //! Layout under the store's directory: `<sha256>.wasm` (the bytes as
 //! uploaded) and `<sha256>.cwasm` (wasmtime's compiled form). A restart loads
 //! the `.cwasm` instead of compiling; a `.cwasm` that this wasmtime build
@@ -22,13 +33,14 @@ use wasmtime::component::Component;
 use super::Runtime;
 use super::bindings::HandlerPre;
 use super::instance::StoreData;
+use super::precheck::{check_export_names, check_import_name, precheck};
 
 /// The world a handler must target, with its version.
 pub const WORLD: &str = "weir:handler/handler@0.1.0";
 /// The export every handler must provide.
 pub const GUEST_EXPORT: &str = "weir:handler/guest@0.1.0";
-const PACKAGE_PREFIX: &str = "weir:handler/";
-const PACKAGE_VERSION: &str = "0.1.0";
+pub(crate) const PACKAGE_PREFIX: &str = "weir:handler/";
+pub(crate) const PACKAGE_VERSION: &str = "0.1.0";
 
 /// Why a component was refused or could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +74,16 @@ pub enum ComponentError {
     /// Exports or imports that do not match the world's types.
     #[error("the component does not match the `{WORLD}` world: {0}")]
     WrongWorld(String),
+    /// Instantiating it passes the sandbox's limits (memory, or the count
+    /// of memories, tables, instances) even with the default limits.
+    #[error("the component cannot run within the sandbox's limits: {0}")]
+    OverLimits(String),
     /// wasmtime refused the bytes.
     #[error("invalid component: {0}")]
     Invalid(String),
+    /// Another upload is being compiled; try again shortly.
+    #[error("another component is being compiled; retry in a moment")]
+    Busy,
     /// No component with that digest is stored.
     #[error("no component with digest {0} is stored; upload it first")]
     NotFound(Digest),
@@ -87,8 +106,10 @@ impl ComponentError {
             Self::MissingExport { .. } => "missing_export",
             Self::VersionMismatch { .. } => "version_mismatch",
             Self::WrongWorld(_) => "wrong_world",
+            Self::OverLimits(_) => "over_limits",
             Self::Invalid(_) => "invalid_component",
             Self::NotFound(_) => "component_not_found",
+            Self::Busy => "compiler_busy",
             Self::Io { .. } => "io",
         }
     }
@@ -189,6 +210,48 @@ pub struct ComponentStore {
     dir: PathBuf,
     runtime: Runtime,
     loaded: Arc<std::sync::Mutex<std::collections::HashMap<Digest, LoadedComponent>>>,
+    compiler: Arc<Compiler>,
+}
+
+/// One compilation at a time: the digest being compiled, if any.
+#[derive(Debug, Default)]
+struct Compiler {
+    compiling: std::sync::Mutex<Option<Digest>>,
+    done: std::sync::Condvar,
+}
+
+/// The right to compile, held until dropped.
+struct Compiling<'a>(&'a Compiler);
+
+impl Drop for Compiling<'_> {
+    fn drop(&mut self) {
+        *crate::sync::lock(&self.0.compiling) = None;
+        self.0.done.notify_all();
+    }
+}
+
+impl Compiler {
+    /// Take the compiler for `digest`. While it compiles other bytes, fail
+    /// with [`ComponentError::Busy`], or with `wait` wait for it; while it
+    /// compiles the same bytes, wait (the caller then finds them cached).
+    fn begin(&self, digest: &Digest, wait: bool) -> Result<Compiling<'_>, ComponentError> {
+        let mut current = crate::sync::lock(&self.compiling);
+        loop {
+            match current.as_ref() {
+                None => {
+                    *current = Some(digest.clone());
+                    return Ok(Compiling(self));
+                }
+                Some(other) if other != digest && !wait => return Err(ComponentError::Busy),
+                Some(_) => {
+                    current = self
+                        .done
+                        .wait(current)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+        }
+    }
 }
 
 impl ComponentStore {
@@ -200,6 +263,7 @@ impl ComponentStore {
             dir,
             runtime,
             loaded: Arc::default(),
+            compiler: Arc::default(),
         })
     }
 
@@ -213,6 +277,8 @@ impl ComponentStore {
 
     /// Validate `bytes` against the world, store them and their compiled form,
     /// and return the loaded component. Storing the same bytes twice is a no-op.
+    /// While another call compiles, one that would compile fails at once
+    /// with [`ComponentError::Busy`].
     pub fn put(&self, bytes: &[u8]) -> Result<LoadedComponent, ComponentError> {
         let digest = Digest::of(bytes);
         if let Some(loaded) = self.cached(&digest) {
@@ -230,7 +296,12 @@ impl ComponentStore {
             self.remember(&loaded);
             return Ok(loaded);
         }
-        let component = compile(&self.runtime, bytes)?;
+        precheck(bytes)?;
+        let _compiling = self.compiler.begin(&digest, false)?;
+        if let Some(loaded) = self.cached(&digest) {
+            return Ok(loaded);
+        }
+        let component = build(&self.runtime, bytes)?;
         let pre = check_world(&self.runtime, &component)?;
         let wasm = self.path(&digest, "wasm");
         if !wasm.exists() {
@@ -258,7 +329,10 @@ impl ComponentStore {
                     std::io::ErrorKind::NotFound => ComponentError::NotFound(digest.clone()),
                     _ => io_err(&wasm, source),
                 })?;
-                let component = compile(&self.runtime, &bytes)?;
+                let component = {
+                    let _compiling = self.compiler.begin(digest, true)?;
+                    compile(&self.runtime, &bytes)?
+                };
                 self.write_artifact(digest, &component)?;
                 component
             }
@@ -330,13 +404,14 @@ impl ComponentStore {
     }
 }
 
-/// Check the header, then compile.
+/// Precheck (see the module docs), then compile.
 pub(crate) fn compile(runtime: &Runtime, bytes: &[u8]) -> Result<Component, ComponentError> {
-    match bytes.get(0..8) {
-        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(ComponentError::CoreModule),
-        Some([0, b'a', b's', b'm', ..]) => {}
-        _ => return Err(ComponentError::NotWasm),
-    }
+    precheck(bytes)?;
+    build(runtime, bytes)
+}
+
+/// Compile bytes that passed the precheck.
+fn build(runtime: &Runtime, bytes: &[u8]) -> Result<Component, ComponentError> {
     Component::new(runtime.engine(), bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))
 }
 
@@ -349,34 +424,15 @@ pub(crate) fn check_world(
     let engine = runtime.engine();
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-    if !exports.iter().any(|e| e == GUEST_EXPORT) {
-        if let Some(other) = exports
-            .iter()
-            .find(|e| e.starts_with("weir:handler/guest@"))
-        {
-            return Err(ComponentError::VersionMismatch {
-                found: other.clone(),
-            });
-        }
-        let found = if exports.is_empty() {
-            "none".to_string()
-        } else {
-            exports.join(", ")
-        };
-        return Err(ComponentError::MissingExport { found });
-    }
-    if let Some((name, _)) = ty.imports(engine).find(|(n, _)| {
-        n.starts_with(PACKAGE_PREFIX) && !n.ends_with(&format!("@{PACKAGE_VERSION}"))
-    }) {
-        return Err(ComponentError::VersionMismatch {
-            found: name.to_string(),
-        });
+    check_export_names(&exports)?;
+    for (name, _) in ty.imports(engine) {
+        check_import_name(name)?;
     }
     let pre = runtime
         .linker()
         .pre(component)
         .map_err(|e| ComponentError::WrongWorld(format!("{e:#}")))?;
-    super::instance::probe(runtime, &pre).map_err(ComponentError::WrongWorld)?;
+    super::instance::probe(runtime, &pre)?;
     Ok(pre)
 }
 

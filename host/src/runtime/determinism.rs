@@ -5,12 +5,22 @@
 //! and advances one microsecond per reading, and `wasi:random` yields a
 //! stream seeded from the event's ID and offset. So a retry or a replay of
 //! the same event produces the same outputs.
+//!
+//! The monotonic clock is virtual ([`VirtualClock`], linked in place of
+//! wasmtime-wasi's): a pollable that waits for it (what `sleep` compiles
+//! to) is ready at once and moves the clock forward to its instant instead
+//! of blocking the thread. So no host call waits on time, and the epoch
+//! deadline, which is only checked while guest code runs, bounds every
+//! invocation, however long the guest asks to sleep.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
+use wasmtime::component::{HasData, Resource, ResourceTable};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, async_trait};
 
 use crate::event::Event;
 
@@ -41,6 +51,16 @@ impl EventSeed {
             s.monotonic_ns = event.timestamp_ms.saturating_mul(1_000_000);
             s.rng = h;
         });
+    }
+
+    /// The monotonic clock's reading, without advancing it.
+    fn monotonic_ns(&self) -> u64 {
+        self.with(|s| s.monotonic_ns)
+    }
+
+    /// Move the monotonic clock forward to `ns` (never back).
+    fn advance_to(&self, ns: u64) {
+        self.with(|s| s.monotonic_ns = s.monotonic_ns.max(ns));
     }
 
     fn next_u64(&self) -> u64 {
@@ -75,6 +95,69 @@ impl HostMonotonicClock for EventSeed {
             s.monotonic_ns = s.monotonic_ns.saturating_add(1_000);
             s.monotonic_ns
         })
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` over the event's virtual clock; see the
+/// module docs.
+pub(crate) struct VirtualClock;
+
+impl HasData for VirtualClock {
+    type Data<'a> = VirtualClockView<'a>;
+}
+
+/// What [`VirtualClock`]'s imports reach in a store: the clock and the
+/// table its pollables live in.
+pub(crate) struct VirtualClockView<'a> {
+    pub(crate) seed: &'a EventSeed,
+    pub(crate) table: &'a mut ResourceTable,
+}
+
+impl VirtualClockView<'_> {
+    fn wake_at(&mut self, at: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let wake = self.table.push(Wake {
+            seed: self.seed.clone(),
+            at,
+        })?;
+        subscribe(self.table, wake)
+    }
+}
+
+impl monotonic_clock::Host for VirtualClockView<'_> {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(HostMonotonicClock::now(self.seed))
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        Ok(HostMonotonicClock::resolution(self.seed))
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: monotonic_clock::Instant,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        self.wake_at(when)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        duration: monotonic_clock::Duration,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        let at = self.seed.monotonic_ns().saturating_add(duration);
+        self.wake_at(at)
+    }
+}
+
+/// A wait on the virtual clock: ready at once, having moved the clock to `at`.
+struct Wake {
+    seed: EventSeed,
+    at: u64,
+}
+
+#[async_trait]
+impl Pollable for Wake {
+    async fn ready(&mut self) {
+        self.seed.advance_to(self.at);
     }
 }
 
@@ -129,5 +212,21 @@ mod tests {
         assert_eq!(HostWallClock::now(&seed), Duration::from_millis(42));
         let t1 = HostMonotonicClock::now(&seed);
         assert!(HostMonotonicClock::now(&seed) > t1);
+    }
+
+    #[test]
+    fn waiting_on_the_virtual_clock_moves_it_without_blocking() {
+        let seed = EventSeed::default();
+        seed.reset(&event("a"));
+        let before = HostMonotonicClock::now(&seed);
+        let started = std::time::Instant::now();
+        let mut wake = Wake {
+            seed: seed.clone(),
+            at: u64::MAX,
+        };
+        futures_util::FutureExt::now_or_never(wake.ready()).expect("ready at once");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(HostMonotonicClock::now(&seed) > before);
+        assert_eq!(seed.monotonic_ns(), u64::MAX);
     }
 }

@@ -1,23 +1,28 @@
 //! Handler instances: one store + instance reused across events, the
-//! per-invocation limits (epoch deadline, memory limiter, output count and
-//! size, declared output topics), the state overlay the guest reads and
+//! per-invocation limits (epoch deadline, a limiter counting every memory
+//! and table of the instance, store limits on memories, tables, instances
+//! and host resources, output count and size, declared output topics, the
+//! bytes of buffered state writes), the state overlay the guest reads and
 //! writes, and the classification of every way an invocation can fail.
 //!
-//! Invariants: every store is created here with the memory limiter and an
-//! epoch deadline; an instance that trapped is dropped and replaced before the
-//! next event; an event's state writes join the batch only if it succeeded.
+//! Invariants: every store is created here with the limiter and an epoch
+//! deadline; an instance that trapped is dropped and replaced before the
+//! next event; an event's state writes join the batch only if it succeeded;
+//! a failure the guest caused is never reported as a host fault (which
+//! stops the host), and a host fault never as the guest's error.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, WitEvent, WitHandlerError, WitLevel, WitOutput, weir::handler};
-use super::components::LoadedComponent;
+use super::components::{ComponentError, LoadedComponent};
 use super::determinism::EventSeed;
 use super::guest_io::{GuestLog, Level};
+use super::overlay::Overlay;
 use super::{EPOCH_TICK, HandlerSettings, Runtime};
 use crate::event::{Event, Output};
 
@@ -27,6 +32,19 @@ pub const MAX_STATE_KEY: usize = 1024;
 pub const MAX_STATE_VALUE: usize = 1 << 20;
 /// Prefix of header names reserved for the host's lineage headers.
 pub const RESERVED_HEADER_PREFIX: &str = "weir-";
+/// Bytes counted against `max_output_bytes` for each output and each header
+/// on top of their contents (what the host spends to hold one).
+pub const OUTPUT_OVERHEAD: u64 = 32;
+/// Most linear memories one instance may create (a component's modules together).
+pub const MAX_MEMORIES: usize = 4;
+/// Most tables one instance may create.
+pub const MAX_TABLES: usize = 16;
+/// Most core instances one component may create.
+pub const MAX_INSTANCES: usize = 32;
+/// Most host resources (pollables, streams, ...) a store may hold at once.
+pub const MAX_RESOURCES: usize = 10_000;
+/// Bytes a table element is counted as against `memory_bytes`.
+const TABLE_ELEMENT_BYTES: usize = 8;
 
 /// State writes: `Some(value)` sets a key, `None` deletes it.
 pub type StateWrites = BTreeMap<String, Option<Vec<u8>>>;
@@ -93,6 +111,20 @@ pub enum InvokeError {
         /// The limit.
         limit: u64,
     },
+    /// One event's state writes exceed what the host buffers.
+    #[error(
+        "handler wrote {bytes} bytes of state in one event; the limit is {limit} (limits.max_state_bytes)"
+    )]
+    StateTooLarge {
+        /// Bytes the event's writes would hold.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The instance needed more memories, tables, instances or host
+    /// resources than the sandbox allows.
+    #[error("handler exceeded a sandbox limit: {0}")]
+    ResourceLimit(String),
     /// An output set a header the host reserves.
     #[error("handler set header `{0}`; names starting with `weir-` are reserved for the host")]
     ReservedHeader(String),
@@ -115,6 +147,8 @@ impl InvokeError {
             Self::TooManyOutputs { .. } => "too_many_outputs",
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::ReservedHeader(_) => "reserved_header",
+            Self::StateTooLarge { .. } => "state_too_large",
+            Self::ResourceLimit(_) => "resource_limit",
             Self::Host(_) => "host",
         }
     }
@@ -133,12 +167,15 @@ impl InvokeError {
 pub(crate) struct StoreData {
     pub(crate) table: ResourceTable,
     wasi: WasiCtx,
+    pub(crate) seed: EventSeed,
     memory: MemoryLimit,
     settings: Arc<HandlerSettings>,
     reader: Arc<dyn StateReader>,
-    batch: StateWrites,
-    event: StateWrites,
+    batch: Overlay,
+    event: Overlay,
     host_fault: Option<String>,
+    /// Set when a host function refused the guest (its fault, not ours).
+    guest_fault: Option<InvokeError>,
     log: GuestLog,
 }
 
@@ -158,7 +195,7 @@ impl StoreData {
         reader: Arc<dyn StateReader>,
         log: GuestLog,
         seed: &EventSeed,
-        batch: StateWrites,
+        batch: Overlay,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(log.stream("stdout", Level::Info))
@@ -174,18 +211,24 @@ impl StoreData {
             .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         let limit = usize::try_from(settings.limits.memory_bytes).unwrap_or(usize::MAX);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
-            table: ResourceTable::new(),
+            table,
             wasi,
+            seed: seed.clone(),
             memory: MemoryLimit {
                 limit,
+                used: 0,
+                last_grow: 0,
                 exceeded: false,
             },
             settings,
             reader,
             batch,
-            event: StateWrites::new(),
+            event: Overlay::default(),
             host_fault: None,
+            guest_fault: None,
             log,
         }
     }
@@ -204,33 +247,83 @@ impl StoreData {
     }
 }
 
-/// The store limiter: memory and tables, recording when memory was refused.
+/// The store limiter: every linear memory and table of the instance
+/// counted together against `memory_bytes` (a table element as
+/// `TABLE_ELEMENT_BYTES`), at most [`MAX_MEMORIES`] memories,
+/// [`MAX_TABLES`] tables and [`MAX_INSTANCES`] instances; records when
+/// memory was refused.
 struct MemoryLimit {
     limit: usize,
+    /// Bytes granted so far, over all memories and tables.
+    used: usize,
+    /// The last growth granted, taken back if it then failed.
+    last_grow: usize,
     exceeded: bool,
+}
+
+impl MemoryLimit {
+    fn grow(&mut self, bytes: usize) -> wasmtime::Result<bool> {
+        match self.used.checked_add(bytes) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                self.last_grow = bytes;
+                Ok(true)
+            }
+            _ => {
+                self.exceeded = true;
+                Err(wasmtime::Error::msg("memory limit exceeded"))
+            }
+        }
+    }
+
+    fn grow_failed(&mut self) {
+        self.used -= std::mem::take(&mut self.last_grow);
+    }
 }
 
 impl ResourceLimiter for MemoryLimit {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            return Err(wasmtime::Error::msg("memory limit exceeded"));
-        }
-        Ok(true)
+        self.grow(desired.saturating_sub(current))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        self.grow(
+            desired
+                .saturating_sub(current)
+                .saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -249,7 +342,7 @@ pub struct HandlerInstance {
     seed: EventSeed,
     live: Option<Live>,
     /// Batch writes held while no instance is live (after a trap).
-    stash: StateWrites,
+    stash: Overlay,
 }
 
 impl std::fmt::Debug for HandlerInstance {
@@ -280,7 +373,7 @@ impl HandlerInstance {
             log,
             seed: EventSeed::default(),
             live: None,
-            stash: StateWrites::new(),
+            stash: Overlay::default(),
         }
     }
 
@@ -304,8 +397,9 @@ impl HandlerInstance {
         self.seed.reset(event);
         self.log.clear_stderr();
         let data = live.store.data_mut();
-        data.event.clear();
+        data.event = Overlay::default();
         data.host_fault = None;
+        data.guest_fault = None;
         data.memory.exceeded = false;
         live.store
             .set_epoch_deadline(deadline_ticks(&self.settings.limits));
@@ -330,22 +424,33 @@ impl HandlerInstance {
             Ok(Ok(outputs)) => {
                 let outputs = validate_outputs(&self.settings, outputs)?;
                 let data = live.store.data_mut();
-                let writes = std::mem::take(&mut data.event);
+                let writes = data.event.take();
                 data.batch.extend(writes);
                 Ok(outputs)
             }
         }
     }
 
+    /// Bytes of state writes held for the batch so far (keys + values). The
+    /// pipeline commits the batch early once they reach
+    /// `limits.max_state_bytes`, so this stays bounded.
+    pub fn batch_state_bytes(&self) -> u64 {
+        self.stash.bytes()
+            + self
+                .live
+                .as_ref()
+                .map_or(0, |l| l.store.data().batch.bytes())
+    }
+
     /// Take the state writes of the events that succeeded since the last call,
     /// to be committed with their outputs.
     pub fn take_batch_writes(&mut self) -> StateWrites {
-        let mut writes = std::mem::take(&mut self.stash);
+        let mut writes = self.stash.take();
         if let Some(data) = live_data(&mut self.live) {
-            writes.extend(std::mem::take(&mut data.batch));
-            data.event.clear();
+            writes.extend(data.batch.take());
+            data.event = Overlay::default();
         }
-        writes
+        writes.into_writes()
     }
 
     fn instantiate(&mut self) -> Result<Live, InvokeError> {
@@ -354,14 +459,14 @@ impl HandlerInstance {
             self.reader.clone(),
             self.log.clone(),
             &self.seed,
-            std::mem::take(&mut self.stash),
+            self.stash.take(),
         );
         let mut store = new_store(&self.runtime, data);
         match self.component.pre.instantiate(&mut store) {
             Ok(handler) => Ok(Live { store, handler }),
             Err(e) => {
-                let error = classify(&e, store.data(), &self.settings.limits);
-                self.stash = std::mem::take(&mut store.data_mut().batch);
+                let error = classify_instantiation(&e, store.data(), &self.settings.limits);
+                self.stash = store.data_mut().batch.take();
                 Err(error)
             }
         }
@@ -392,11 +497,11 @@ fn deadline_ticks(limits: &super::Limits) -> u64 {
 }
 
 /// Instantiate `pre` once in a scratch store with default limits: checks
-/// that the exports have the world's types and that start-up succeeds.
+/// that start-up succeeds within the sandbox's limits.
 pub(crate) fn probe(
     runtime: &Runtime,
     pre: &bindings::HandlerPre<StoreData>,
-) -> Result<(), String> {
+) -> Result<(), ComponentError> {
     struct NoState;
     impl StateReader for NoState {
         fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StateError> {
@@ -410,16 +515,45 @@ pub(crate) fn probe(
         Arc::new(NoState),
         log,
         &EventSeed::default(),
-        StateWrites::new(),
+        Overlay::default(),
     );
     let mut store = new_store(runtime, data);
-    pre.instantiate(&mut store)
-        .map(drop)
-        .map_err(|e| format!("{e:#}"))
+    pre.instantiate(&mut store).map(drop).map_err(|e| {
+        match classify_instantiation(&e, store.data(), &HandlerSettings::default().limits) {
+            error @ (InvokeError::Memory { .. } | InvokeError::ResourceLimit(_)) => {
+                ComponentError::OverLimits(error.to_string())
+            }
+            _ => ComponentError::WrongWorld(format!("{e:#}")),
+        }
+    })
 }
 
 fn live_data(live: &mut Option<Live>) -> Option<&mut StoreData> {
     live.as_mut().map(|l| l.store.data_mut())
+}
+
+/// Why instantiation failed: what `classify` says for the guest's own
+/// failures, and a host fault ([`InvokeError::Host`], which stops the host)
+/// when the operating system refused us (memory could not be mapped or
+/// allocated) or committed state could not be read.
+fn classify_instantiation(
+    error: &wasmtime::Error,
+    data: &StoreData,
+    limits: &super::Limits,
+) -> InvokeError {
+    if let Some(fault) = &data.host_fault {
+        return InvokeError::Host(fault.clone());
+    }
+    let os_refused = error.chain().any(|cause| {
+        cause.is::<std::io::Error>()
+            || cause.is::<wasmtime::OutOfMemory>()
+            // rustix errors (failed mmap/mprotect) print as OS errors.
+            || cause.to_string().contains("(os error ")
+    });
+    if os_refused && !data.memory.exceeded && data.guest_fault.is_none() {
+        return InvokeError::Host(format!("could not instantiate the handler: {error:#}"));
+    }
+    classify(error, data, limits)
 }
 
 fn classify(error: &wasmtime::Error, data: &StoreData, limits: &super::Limits) -> InvokeError {
@@ -427,6 +561,27 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &super::Limits) -
         return InvokeError::Memory {
             limit_bytes: limits.memory_bytes,
         };
+    }
+    if let Some(fault) = &data.guest_fault {
+        return fault.clone();
+    }
+    let message = format!("{error:#}");
+    // wasmtime's refusal when an instance would pass the store's counts.
+    if message.contains("resource limit exceeded") {
+        return InvokeError::ResourceLimit(format!(
+            "{message} (at most {MAX_MEMORIES} memories, {MAX_TABLES} tables and {MAX_INSTANCES} instances per handler)"
+        ));
+    }
+    let table_full = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        return InvokeError::ResourceLimit(format!(
+            "more than {MAX_RESOURCES} host resources (pollables, streams) held at once"
+        ));
     }
     if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
         return InvokeError::Deadline {
@@ -437,7 +592,7 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &super::Limits) -
         message: error
             .downcast_ref::<Trap>()
             .map(|t| t.to_string())
-            .unwrap_or_else(|| format!("{error:#}")),
+            .unwrap_or(message),
         stderr: data.log.stderr_tail(),
     }
 }
@@ -471,12 +626,7 @@ fn validate_outputs(
         {
             return Err(InvokeError::ReservedHeader(name.clone()));
         }
-        bytes += out.payload.len() as u64;
-        bytes += out
-            .headers
-            .iter()
-            .map(|(n, v)| (n.len() + v.len()) as u64)
-            .sum::<u64>();
+        bytes += output_size(out);
     }
     if bytes > limits.max_output_bytes {
         return Err(InvokeError::OutputTooLarge {
@@ -493,6 +643,18 @@ fn validate_outputs(
             headers: o.headers,
         })
         .collect())
+}
+
+/// What one output counts against `max_output_bytes`: its topic, key,
+/// payload and headers, plus [`OUTPUT_OVERHEAD`] for it and for each header.
+fn output_size(out: &WitOutput) -> u64 {
+    let headers: u64 = out
+        .headers
+        .iter()
+        .map(|(n, v)| (n.len() + v.len()) as u64 + OUTPUT_OVERHEAD)
+        .sum();
+    let own = out.topic.len() + out.key.as_ref().map_or(0, String::len) + out.payload.len();
+    own as u64 + OUTPUT_OVERHEAD + headers
 }
 
 fn to_wit(event: &Event) -> WitEvent {
@@ -517,20 +679,57 @@ impl handler::state::Host for StoreData {
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
         if key.len() > MAX_STATE_KEY {
-            wasmtime::bail!("state key of {} bytes exceeds {MAX_STATE_KEY}", key.len());
+            return self.refuse(format!(
+                "state key of {} bytes exceeds {MAX_STATE_KEY}",
+                key.len()
+            ));
         }
         if value.len() > MAX_STATE_VALUE {
-            wasmtime::bail!(
+            return self.refuse(format!(
                 "state value of {} bytes exceeds {MAX_STATE_VALUE}",
                 value.len()
-            );
+            ));
         }
-        self.event.insert(key, Some(value));
-        Ok(())
+        self.write_state(key, Some(value))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.event.insert(key, None);
+        if key.len() > MAX_STATE_KEY {
+            return self.refuse(format!(
+                "state key of {} bytes exceeds {MAX_STATE_KEY}",
+                key.len()
+            ));
+        }
+        self.write_state(key, None)
+    }
+}
+
+impl StoreData {
+    /// Trap the guest for misusing a host function: its fault, reported as
+    /// a trap with `message`.
+    fn refuse(&mut self, message: String) -> wasmtime::Result<()> {
+        self.guest_fault = Some(InvokeError::Trap {
+            message: message.clone(),
+            stderr: None,
+        });
+        Err(wasmtime::Error::msg(message))
+    }
+
+    /// Buffer one state write of the current event, trapping the guest if
+    /// the event's writes would pass `limits.max_state_bytes`.
+    fn write_state(&mut self, key: String, value: Option<Vec<u8>>) -> wasmtime::Result<()> {
+        self.event.insert(key, value);
+        let limit = self.settings.limits.max_state_bytes;
+        if self.event.bytes() > limit {
+            let error = InvokeError::StateTooLarge {
+                bytes: self.event.bytes(),
+                limit,
+            };
+            let message = error.to_string();
+            self.guest_fault = Some(error);
+            self.event = Overlay::default();
+            return Err(wasmtime::Error::msg(message));
+        }
         Ok(())
     }
 }
@@ -561,5 +760,73 @@ impl handler::config::Host for StoreData {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(limit: usize) -> MemoryLimit {
+        MemoryLimit {
+            limit,
+            used: 0,
+            last_grow: 0,
+            exceeded: false,
+        }
+    }
+
+    #[test]
+    fn memories_and_tables_count_together_against_one_limit() {
+        let mut l = limiter(10 << 20);
+        // Three memories of 3 MiB each fit; a fourth passes the total.
+        for _ in 0..3 {
+            assert!(l.memory_growing(0, 3 << 20, None).unwrap());
+        }
+        assert!(l.memory_growing(0, 3 << 20, None).is_err());
+        assert!(l.exceeded);
+        // A table's elements count too; a failed growth is given back.
+        let mut l = limiter(1 << 20);
+        assert!(l.table_growing(0, 100_000, None).unwrap());
+        l.table_grow_failed(wasmtime::Error::msg("failed")).unwrap();
+        assert_eq!(l.used, 0);
+        assert!(
+            l.table_growing(0, (1 << 20) / TABLE_ELEMENT_BYTES + 1, None)
+                .is_err()
+        );
+        assert_eq!(
+            (l.memories(), l.tables(), l.instances()),
+            (MAX_MEMORIES, MAX_TABLES, MAX_INSTANCES)
+        );
+    }
+
+    #[test]
+    fn the_os_refusing_memory_at_instantiation_is_a_host_fault() {
+        let runtime = Runtime::new().unwrap();
+        let settings = Arc::new(HandlerSettings::default());
+        let data = StoreData::new(
+            settings.clone(),
+            Arc::new(super::super::MemState::default()),
+            GuestLog::new("t", 1),
+            &EventSeed::default(),
+            Overlay::default(),
+        );
+        let store = new_store(&runtime, data);
+        let oom = wasmtime::Error::from(std::io::Error::from_raw_os_error(12))
+            .context("failed to mmap memory");
+        assert!(matches!(
+            classify_instantiation(&oom, store.data(), &settings.limits),
+            InvokeError::Host(_)
+        ));
+        let exit = wasmtime::Error::msg("exit with invalid exit status");
+        assert!(matches!(
+            classify_instantiation(&exit, store.data(), &settings.limits),
+            InvokeError::Trap { .. }
+        ));
+        let count = wasmtime::Error::msg("resource limit exceeded: memory count too high at 5");
+        assert!(matches!(
+            classify_instantiation(&count, store.data(), &settings.limits),
+            InvokeError::ResourceLimit(_)
+        ));
     }
 }

@@ -4,7 +4,8 @@
 //! ticker thread, the linker that gives guests exactly the `weir:handler`
 //! imports plus deny-by-default WASI, the content-addressed component store
 //! with its compiled-artifact cache ([`components`]), and handler instances
-//! with per-invocation limits ([`instance`]).
+//! with per-invocation limits ([`instance`]): what the sandbox guarantees
+//! and each limit's default are listed in docs/security.md.
 //!
 //! Invariants: every store is built by [`instance`] with a memory limiter and
 //! an epoch deadline installed; no guest sees the filesystem, network,
@@ -18,6 +19,8 @@ mod guest_io;
 pub mod instance;
 mod linker;
 mod mem_state;
+mod overlay;
+mod precheck;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,14 +49,18 @@ pub type Result<T, E = ComponentError> = std::result::Result<T, E>;
 pub struct Limits {
     /// Wall time one invocation may run before it is stopped, in milliseconds.
     pub deadline_ms: u64,
-    /// Linear memory the instance may grow to, in bytes.
+    /// Linear memory and tables the instance may hold in all, in bytes.
     pub memory_bytes: u64,
     /// Outputs one invocation may return.
     pub max_outputs: u32,
-    /// Total payload + header bytes of one invocation's outputs.
+    /// Total bytes of one invocation's outputs: topics, keys, payloads and
+    /// headers, plus [`instance::OUTPUT_OVERHEAD`] per output and per header.
     pub max_output_bytes: u64,
     /// Guest log lines per second forwarded to the host log (the rest are dropped).
     pub log_lines_per_sec: u32,
+    /// State writes (keys + values) the host buffers for a batch before it
+    /// commits the batch early; one event's writes may not exceed it.
+    pub max_state_bytes: u64,
 }
 
 impl Default for Limits {
@@ -64,6 +71,7 @@ impl Default for Limits {
             max_outputs: 100,
             max_output_bytes: 1 << 20,
             log_lines_per_sec: 100,
+            max_state_bytes: 16 << 20,
         }
     }
 }
@@ -72,7 +80,7 @@ impl Limits {
     /// The bounds every handler's limits obey (config file and API alike):
     /// on failure, the field and what is wrong.
     pub fn check(&self) -> std::result::Result<(), (String, String)> {
-        let bounds: [(&str, u64, u64, u64); 5] = [
+        let bounds: [(&str, u64, u64, u64); 6] = [
             ("deadline_ms", self.deadline_ms, 1, 600_000),
             ("memory_bytes", self.memory_bytes, 1 << 20, 4 << 30),
             ("max_outputs", u64::from(self.max_outputs), 0, 100_000),
@@ -83,6 +91,7 @@ impl Limits {
                 0,
                 1_000_000,
             ),
+            ("max_state_bytes", self.max_state_bytes, 2 << 20, 1 << 30),
         ];
         for (field, value, min, max) in bounds {
             if !(min..=max).contains(&value) {
@@ -155,7 +164,7 @@ impl Runtime {
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// Advances the engine's epoch every [`EPOCH_TICK`] of wall time until dropped.
 struct Ticker {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -168,12 +177,18 @@ impl Ticker {
         let thread = std::thread::Builder::new()
             .name("weir-epoch".into())
             .spawn(move || {
+                // Ticks owed are counted from the start, so a late wake-up
+                // (a busy machine) catches up and deadlines stay wall time.
+                let started = std::time::Instant::now();
+                let mut ticked: u128 = 0;
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(EPOCH_TICK)
                 {
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+                    let Some(engine) = weak.upgrade() else { break };
+                    let due = started.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                    while ticked < due {
+                        engine.increment_epoch();
+                        ticked += 1;
                     }
                 }
             })

@@ -81,10 +81,14 @@ pub fn dead_handler(handler: &str) -> Vec<u8> {
 pub fn handler(handler: &str) -> Vec<u8> {
     join(b"h/", &[handler.as_bytes()])
 }
+/// `g/handler/<p>`: the last changelog sequence applied (cluster mode).
+pub fn changelog(handler: &str, partition: u32) -> Vec<u8> {
+    join(b"g/", &[handler.as_bytes(), &partition.to_be_bytes()])
+}
 /// Every prefix holding keys of `handler` (cursors, epochs, dedup marks,
-/// state, dead letters, replay queue).
+/// state, dead letters, replay queue, changelog position).
 pub fn handler_prefixes(handler: &str) -> Vec<Vec<u8>> {
-    [b"c/", b"e/", b"d/", b"s/", b"x/", b"q/"]
+    [b"c/", b"e/", b"d/", b"s/", b"x/", b"q/", b"g/"]
         .iter()
         .map(|p| join(*p, &[handler.as_bytes(), b""]))
         .collect()
@@ -101,16 +105,20 @@ pub fn replay(handler: &str, partition: u32, topic: &str, offset: u64) -> Vec<u8
     k.extend_from_slice(&offset.to_be_bytes());
     k
 }
-/// `x/handler/topic/<p><offset>`
-pub fn dead(handler: &str, topic: &str, partition: u32, offset: u64) -> Vec<u8> {
-    let mut k = join(
+/// `x/handler/topic/<p>`: prefix of one partition's dead letters.
+pub fn dead_partition(handler: &str, topic: &str, partition: u32) -> Vec<u8> {
+    join(
         b"x/",
         &[
             handler.as_bytes(),
             topic.as_bytes(),
             &partition.to_be_bytes(),
         ],
-    );
+    )
+}
+/// `x/handler/topic/<p><offset>`
+pub fn dead(handler: &str, topic: &str, partition: u32, offset: u64) -> Vec<u8> {
+    let mut k = dead_partition(handler, topic, partition);
     k.extend_from_slice(&offset.to_be_bytes());
     k
 }

@@ -18,6 +18,7 @@
 //! | `x/` | handler `/` topic `/` partition offset | [`DeadLetter`] |
 //! | `q/` | handler `/` partition topic `/` offset | event queued for replay |
 //! | `h/` | handler | its record: revisions, active, paused |
+//! | `g/` | handler `/` partition | last changelog sequence applied (cluster mode) |
 //!
 //! Invariants: offsets in a partition are assigned under one lock, in the
 //! order of `apply_batch`, and never reused: whoever removes records

@@ -337,6 +337,7 @@ async fn every_v1_route_needs_the_token_when_one_is_set() {
         ("GET", "/v1/handlers/h/dead-letters"),
         ("DELETE", "/v1/handlers/h/dead-letters"),
         ("POST", "/v1/handlers/h/dead-letters/replay"),
+        ("GET", "/v1/cluster"),
         ("GET", "/v1/openapi.json"),
     ];
     for (method, uri) in routes {
@@ -429,6 +430,7 @@ async fn the_openapi_document_describes_every_v1_route() {
         ("/v1/handlers/{name}/rewind", &["post"]),
         ("/v1/handlers/{name}/dead-letters", &["get", "delete"]),
         ("/v1/handlers/{name}/dead-letters/replay", &["post"]),
+        ("/v1/cluster", &["get"]),
     ] {
         for m in methods {
             assert!(
@@ -455,4 +457,12 @@ async fn the_openapi_document_describes_every_v1_route() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+}
+
+#[tokio::test]
+async fn the_cluster_view_says_when_cluster_mode_is_off() {
+    let host = host();
+    let (status, v) = call(&host, "GET", "/v1/cluster", Body::empty()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "cluster_off", "{v}");
 }

@@ -94,7 +94,7 @@ fn every_documented_weir_command_parses() {
 fn every_subcommand_has_help() {
     for sub in [
         "serve", "publish", "tail", "deploy", "handlers", "rollback", "pause", "resume", "rewind",
-        "dlq", "status", "new", "build", "run",
+        "dlq", "status", "cluster", "new", "build", "run",
     ] {
         let err = Cli::try_parse_from(["weir", sub, "--help"]).unwrap_err();
         assert_eq!(

@@ -10,4 +10,5 @@ mod datadir;
 mod docs;
 mod pipeline;
 mod runtime;
+mod sandbox;
 mod security;

@@ -274,7 +274,7 @@ async fn readyz_never_shows_nats_credentials() {
         ],
         ..Default::default()
     };
-    let nats = weir::nats::Nats::connect(&config, &Default::default())
+    let nats = weir::nats::Nats::connect(&config, &Default::default(), None)
         .await
         .unwrap();
     let state = host.state().with_nats(Some(nats));
