@@ -221,3 +221,92 @@ fn applied_writes_become_readable_once_flushed_and_a_drop_flushes_the_rest() {
         .collect();
     assert_eq!(ids, ["e0", "e1", "e2", "e3"]);
 }
+
+#[test]
+fn retention_over_many_records_goes_in_bounded_chunks_with_commits_between() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.ensure_topic("t", 1).unwrap();
+    for batch in 0..5u64 {
+        let appends = (0..10_000u64)
+            .map(|i| Append {
+                topic: "t".into(),
+                partition: 0,
+                record: record(&format!("e{}", batch * 10_000 + i), 1000),
+            })
+            .collect();
+        let write = Write {
+            appends,
+            ..Write::default()
+        };
+        store.commit(write, |_| Ok(())).unwrap();
+    }
+    // Every one of the 50,000 records is older than 100 ms at now = 2000;
+    // each chunk is followed by a commit of a fresh record, which lands.
+    let mut floors = Vec::new();
+    let removed = store
+        .retain_partition("t", 0, (2000, 100, 0), retention::CHUNK_KEYS, |floor| {
+            assert_eq!(store.earliest("t", 0).unwrap(), floor);
+            let write = Write {
+                appends: vec![Append {
+                    topic: "t".into(),
+                    partition: 0,
+                    record: record(&format!("between{}", floors.len()), 2000),
+                }],
+                ..Write::default()
+            };
+            store.commit(write, |_| Ok(())).unwrap();
+            floors.push(floor);
+        })
+        .unwrap();
+    assert_eq!(removed, 50_000);
+    assert_eq!(floors.len(), 50_000_usize.div_ceil(retention::CHUNK_KEYS));
+    let mut last = 0;
+    for &f in &floors {
+        assert!(
+            f > last && f - last <= retention::CHUNK_KEYS as u64,
+            "{floors:?}"
+        );
+        last = f;
+    }
+    // The same end as one batch: the floor just past the last expired record,
+    // and the records committed between chunks all kept, at fresh offsets.
+    assert_eq!(last, 50_000);
+    assert_eq!(store.earliest("t", 0).unwrap(), 50_000);
+    let left = store.read("t", 0, 0, 100).unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        (50_000..50_000 + floors.len() as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(store.get_u64(&keys::floor("t", 0)).unwrap(), Some(50_000));
+}
+
+#[test]
+fn retention_chunks_are_bounded_by_bytes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.ensure_topic("t", 1).unwrap();
+    let big = |i: u64| Append {
+        topic: "t".into(),
+        partition: 0,
+        record: LogRecord {
+            payload: vec![7; 64 << 10],
+            ..record(&format!("b{i}"), 1000)
+        },
+    };
+    let write = Write {
+        appends: (0..200).map(big).collect(),
+        ..Write::default()
+    };
+    store.commit(write, |_| Ok(())).unwrap();
+    // 200 records of 64 KiB are 12.5 MiB: more than 3 byte budgets, far
+    // fewer than the key bound.
+    let mut floors = Vec::new();
+    let removed = store
+        .retain_partition("t", 0, (2000, 100, 0), usize::MAX, |f| floors.push(f))
+        .unwrap();
+    assert_eq!(removed, 200);
+    assert_eq!(floors.len(), 4, "{floors:?}");
+    assert_eq!(floors.last(), Some(&200));
+    assert_eq!(store.earliest("t", 0).unwrap(), 200);
+}
