@@ -64,6 +64,17 @@ impl World {
         }
     }
 
+    /// [`World::new`] with `n` hosts started, each owning partitions.
+    pub(crate) fn with_hosts(n: usize) -> Self {
+        let mut world = Self::new();
+        for _ in 0..n {
+            world.start(Vec::new());
+        }
+        let all: Vec<usize> = (0..n).collect();
+        world.wait_owned(Duration::from_secs(30), &all);
+        world
+    }
+
     /// Start a new host, `h<i>`, serving examples/cluster/weir.toml with
     /// `env` added; it connects to node `i mod 3` first.
     pub(crate) fn start(&mut self, env: Vec<(String, String)>) -> usize {
@@ -334,11 +345,7 @@ fn log_lines(host: &Host, what: &str) -> Vec<String> {
 #[test]
 fn a_host_killed_with_its_data_directory_deleted_loses_nothing() {
     let _one = one_at_a_time();
-    let mut world = World::new();
-    for _ in 0..3 {
-        world.start(Vec::new());
-    }
-    world.wait_owned(Duration::from_secs(30), &[0, 1, 2]);
+    let mut world = World::with_hosts(3);
     let rounds = if long() { 2 } else { 1 };
     let producers = produce(&world.js);
     std::thread::sleep(Duration::from_secs(3));
@@ -422,11 +429,7 @@ fn a_host_joining_mid_stream_takes_its_share() {
 #[test]
 fn a_rolling_restart_of_every_host_hands_partitions_over() {
     let _one = one_at_a_time();
-    let mut world = World::new();
-    for _ in 0..3 {
-        world.start(Vec::new());
-    }
-    world.wait_owned(Duration::from_secs(30), &[0, 1, 2]);
+    let mut world = World::with_hosts(3);
     let producers = produce(&world.js);
     let rounds = if long() { 3 } else { 1 };
     for _ in 0..rounds {
@@ -462,11 +465,7 @@ fn a_rolling_restart_of_every_host_hands_partitions_over() {
 #[test]
 fn a_nats_node_killed_and_restarted_under_load() {
     let _one = one_at_a_time();
-    let mut world = World::new();
-    for _ in 0..3 {
-        world.start(Vec::new());
-    }
-    world.wait_owned(Duration::from_secs(30), &[0, 1, 2]);
+    let mut world = World::with_hosts(3);
     let producers = produce(&world.js);
     let rounds = if long() { 3 } else { 1 };
     for round in 0..rounds {
@@ -496,11 +495,7 @@ fn failover_idle_with_restore_over_repeats() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
-    let mut world = World::new();
-    for _ in 0..3 {
-        world.start(Vec::new());
-    }
-    world.wait_owned(Duration::from_secs(30), &[0, 1, 2]);
+    let mut world = World::with_hosts(3);
     // Steady load: one event per partition every 50 ms.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
