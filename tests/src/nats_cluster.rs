@@ -43,8 +43,28 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Start a cluster of `n` nodes and wait until JetStream answers on
-    /// every node (a meta leader is elected).
+    /// every node (a meta leader is elected). A node that exits or does not
+    /// listen (a free port taken by another process meanwhile, a slow
+    /// start on a loaded machine) starts the whole cluster again on new
+    /// ports, up to three times.
     pub fn start(n: usize) -> Self {
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(n) {
+                Ok(cluster) => {
+                    cluster.wait_ready();
+                    return cluster;
+                }
+                Err(why) if attempt < 3 => {
+                    eprintln!("nats cluster: attempt {attempt} failed ({why}); starting again");
+                    attempt += 1;
+                }
+                Err(why) => panic!("nats cluster did not start three times: {why}"),
+            }
+        }
+    }
+
+    fn try_start(n: usize) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let routes: Vec<String> = ports
@@ -79,10 +99,9 @@ impl NatsCluster {
             cluster.spawn(i);
         }
         for i in 0..n {
-            cluster.wait_listening(i);
+            cluster.wait_listening(i)?;
         }
-        cluster.wait_ready();
-        cluster
+        Ok(cluster)
     }
 
     /// Number of nodes.
@@ -142,28 +161,59 @@ impl NatsCluster {
     pub fn restart(&mut self, i: usize) {
         assert!(self.nodes[i].child.is_none(), "node {i} is running");
         self.spawn(i);
-        self.wait_listening(i);
+        if let Err(why) = self.wait_listening(i) {
+            panic!("{why}");
+        }
         self.wait_ready();
     }
 
     fn spawn(&mut self, i: usize) {
         let node = &mut self.nodes[i];
+        // The server logs to stderr: kept beside its config, for the error
+        // of a node that does not come up.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.config.with_extension("log"))
+            .unwrap();
         let child = Command::new(current_nats_server_bin())
             .arg("-c")
             .arg(&node.config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
         node.child = Some(child);
     }
 
-    fn wait_listening(&self, i: usize) {
+    /// Wait until node `i` accepts connections; an error, with the end of
+    /// its log, if it exited or did not listen within 20 s.
+    fn wait_listening(&mut self, i: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.nodes[i].client_port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server n{i} did not listen");
+            let node = &mut self.nodes[i];
+            let exited = node
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited || Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(node.config.with_extension("log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let what = if exited {
+                    "exited"
+                } else {
+                    "did not listen within 20 s"
+                };
+                return Err(format!(
+                    "nats-server {} {what}; its log ends: {}",
+                    node.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// Wait until every running node answers a JetStream account-info
