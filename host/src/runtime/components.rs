@@ -22,142 +22,24 @@
 //! its final name, concurrent uploads of one component never mix their
 //! files, and a stored component survives a power cut.
 
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest as _, Sha256};
 use wasmtime::component::Component;
 
+use super::HandlerSettings;
 use super::Runtime;
 use super::bindings::HandlerPre;
-use super::instance::StoreData;
+use super::determinism::EventSeed;
+use super::guest_io::GuestLog;
+use super::instance::{
+    InvokeError, LoadedComponent, StateError, StateReader, StoreData, classify_instantiation,
+    new_store,
+};
+use super::overlay::Overlay;
 use super::precheck::{check_export_names, check_import_name, precheck};
-
-/// The world a handler must target, with its version.
-pub const WORLD: &str = "weir:handler/handler@0.1.0";
-/// The export every handler must provide.
-pub const GUEST_EXPORT: &str = "weir:handler/guest@0.1.0";
-pub(crate) const PACKAGE_PREFIX: &str = "weir:handler/";
-pub(crate) const PACKAGE_VERSION: &str = "0.1.0";
-
-/// Why a component was refused or could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ComponentError {
-    /// The bytes are not WebAssembly at all.
-    #[error(
-        "not a WebAssembly binary (it does not start with `\\0asm`); upload the `.wasm` file built for wasm32-wasip2"
-    )]
-    NotWasm,
-    /// A core module where a component was expected.
-    #[error(
-        "this is a core WebAssembly module, not a component; build the handler for the `wasm32-wasip2` target (`cargo build --target wasm32-wasip2`), which produces a component"
-    )]
-    CoreModule,
-    /// A component without the `weir:handler/guest` export.
-    #[error(
-        "the component does not export `{GUEST_EXPORT}` (its exports: {found}); implement `weir_sdk::Handler` and call `weir_sdk::export_handler!`"
-    )]
-    MissingExport {
-        /// What the component exports instead.
-        found: String,
-    },
-    /// Built against another version of the `weir:handler` package.
-    #[error(
-        "the component was built against `{found}`, but this host serves weir:handler@{PACKAGE_VERSION}; rebuild it with a matching weir-sdk"
-    )]
-    VersionMismatch {
-        /// The interface name the component uses.
-        found: String,
-    },
-    /// Exports or imports that do not match the world's types.
-    #[error("the component does not match the `{WORLD}` world: {0}")]
-    WrongWorld(String),
-    /// Instantiating it passes the sandbox's limits (memory, or the count
-    /// of memories, tables, instances) even with the default limits.
-    #[error("the component cannot run within the sandbox's limits: {0}")]
-    OverLimits(String),
-    /// wasmtime refused the bytes.
-    #[error("invalid component: {0}")]
-    Invalid(String),
-    /// Another upload is being compiled; try again shortly.
-    #[error("another component is being compiled; retry in a moment")]
-    Busy,
-    /// No component with that digest is stored.
-    #[error("no component with digest {0} is stored; upload it first")]
-    NotFound(Digest),
-    /// The component store's files could not be read or written.
-    #[error("component store I/O on {path}: {source}")]
-    Io {
-        /// The file or directory involved.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-}
-
-impl ComponentError {
-    /// A stable, machine-readable code for this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NotWasm => "not_wasm",
-            Self::CoreModule => "core_module",
-            Self::MissingExport { .. } => "missing_export",
-            Self::VersionMismatch { .. } => "version_mismatch",
-            Self::WrongWorld(_) => "wrong_world",
-            Self::OverLimits(_) => "over_limits",
-            Self::Invalid(_) => "invalid_component",
-            Self::NotFound(_) => "component_not_found",
-            Self::Busy => "compiler_busy",
-            Self::Io { .. } => "io",
-        }
-    }
-}
-
-/// A component's content hash: `sha256:<64 hex digits>`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Digest(String);
-
-impl Digest {
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self(hex::encode(Sha256::digest(bytes)))
-    }
-
-    /// Parse `sha256:<hex>` or bare hex.
-    pub fn parse(s: &str) -> Option<Self> {
-        let hex = s.strip_prefix("sha256:").unwrap_or(s);
-        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| Self(hex.to_ascii_lowercase()))
-    }
-
-    fn hex(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.0)
-    }
-}
-
-/// A validated, compiled component ready to instantiate.
-#[derive(Clone)]
-pub struct LoadedComponent {
-    /// Its content hash.
-    pub digest: Digest,
-    pub(crate) pre: Arc<HandlerPre<StoreData>>,
-}
-
-impl fmt::Debug for LoadedComponent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadedComponent")
-            .field("digest", &self.digest)
-            .finish_non_exhaustive()
-    }
-}
+use super::world::{ComponentError, Digest};
 
 impl LoadedComponent {
     /// Validate and compile `bytes` without storing them (local runs).
@@ -432,7 +314,7 @@ pub(crate) fn check_world(
         .linker()
         .pre(component)
         .map_err(|e| ComponentError::WrongWorld(format!("{e:#}")))?;
-    super::instance::probe(runtime, &pre)?;
+    probe(runtime, &pre)?;
     Ok(pre)
 }
 
@@ -446,4 +328,33 @@ fn io_err(path: &Path, source: std::io::Error) -> ComponentError {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Instantiate `pre` once in a scratch store with default limits: checks
+/// that start-up succeeds within the sandbox's limits.
+fn probe(runtime: &Runtime, pre: &HandlerPre<StoreData>) -> Result<(), ComponentError> {
+    struct NoState;
+    impl StateReader for NoState {
+        fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StateError> {
+            Ok(None)
+        }
+    }
+    let settings = Arc::new(HandlerSettings::default());
+    let log = GuestLog::new("(validation)", 10);
+    let data = StoreData::new(
+        settings,
+        Arc::new(NoState),
+        log,
+        &EventSeed::default(),
+        Overlay::default(),
+    );
+    let mut store = new_store(runtime, data);
+    pre.instantiate(&mut store).map(drop).map_err(|e| {
+        match classify_instantiation(&e, store.data(), &HandlerSettings::default().limits) {
+            error @ (InvokeError::Memory { .. } | InvokeError::ResourceLimit(_)) => {
+                ComponentError::OverLimits(error.to_string())
+            }
+            _ => ComponentError::WrongWorld(format!("{e:#}")),
+        }
+    })
 }

@@ -19,12 +19,12 @@ use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, WitEvent, WitHandlerError, WitOutput};
-use super::components::{ComponentError, LoadedComponent};
 use super::determinism::EventSeed;
 use super::guest_io::{GuestLog, Level};
 use super::limiter::MemoryLimit;
 pub use super::limiter::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 use super::overlay::Overlay;
+use super::world::Digest;
 use super::{EPOCH_TICK, HandlerSettings, Runtime};
 use crate::event::{Event, Output};
 
@@ -184,7 +184,7 @@ impl WasiView for StoreData {
 
 impl StoreData {
     /// Fresh store data: deny-by-default WASI, limits, an empty overlay.
-    fn new(
+    pub(super) fn new(
         settings: Arc<HandlerSettings>,
         reader: Arc<dyn StateReader>,
         log: GuestLog,
@@ -239,6 +239,22 @@ impl StoreData {
 struct Live {
     store: Store<StoreData>,
     handler: bindings::Handler,
+}
+
+/// A validated, compiled component ready to instantiate.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    /// Its content hash.
+    pub digest: Digest,
+    pub(crate) pre: Arc<bindings::HandlerPre<StoreData>>,
+}
+
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedComponent")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One handler instance, reused across events and replaced after a trap.
@@ -391,7 +407,7 @@ impl HandlerInstance {
 }
 
 /// A store with the memory limiter and an epoch deadline always installed.
-fn new_store(runtime: &Runtime, data: StoreData) -> Store<StoreData> {
+pub(super) fn new_store(runtime: &Runtime, data: StoreData) -> Store<StoreData> {
     let ticks = deadline_ticks(&data.settings.limits);
     let mut store = Store::new(runtime.engine(), data);
     store.limiter(|d| &mut d.memory);
@@ -405,38 +421,6 @@ fn deadline_ticks(limits: &super::Limits) -> u64 {
     u64::try_from(ticks).unwrap_or(u64::MAX)
 }
 
-/// Instantiate `pre` once in a scratch store with default limits: checks
-/// that start-up succeeds within the sandbox's limits.
-pub(crate) fn probe(
-    runtime: &Runtime,
-    pre: &bindings::HandlerPre<StoreData>,
-) -> Result<(), ComponentError> {
-    struct NoState;
-    impl StateReader for NoState {
-        fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StateError> {
-            Ok(None)
-        }
-    }
-    let settings = Arc::new(HandlerSettings::default());
-    let log = GuestLog::new("(validation)", 10);
-    let data = StoreData::new(
-        settings,
-        Arc::new(NoState),
-        log,
-        &EventSeed::default(),
-        Overlay::default(),
-    );
-    let mut store = new_store(runtime, data);
-    pre.instantiate(&mut store).map(drop).map_err(|e| {
-        match classify_instantiation(&e, store.data(), &HandlerSettings::default().limits) {
-            error @ (InvokeError::Memory { .. } | InvokeError::ResourceLimit(_)) => {
-                ComponentError::OverLimits(error.to_string())
-            }
-            _ => ComponentError::WrongWorld(format!("{e:#}")),
-        }
-    })
-}
-
 fn live_data(live: &mut Option<Live>) -> Option<&mut StoreData> {
     live.as_mut().map(|l| l.store.data_mut())
 }
@@ -445,7 +429,7 @@ fn live_data(live: &mut Option<Live>) -> Option<&mut StoreData> {
 /// failures, and a host fault ([`InvokeError::Host`], which stops the host)
 /// when the operating system refused us (memory could not be mapped or
 /// allocated) or committed state could not be read.
-fn classify_instantiation(
+pub(super) fn classify_instantiation(
     error: &wasmtime::Error,
     data: &StoreData,
     limits: &super::Limits,

@@ -23,6 +23,7 @@ mod linker;
 mod mem_state;
 mod overlay;
 mod precheck;
+mod world;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,11 +33,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wasmtime::{Config, Engine};
 
-pub use components::{
-    ComponentError, ComponentInfo, ComponentStore, Digest, LoadedComponent, inspect,
+pub use components::{ComponentInfo, ComponentStore, inspect};
+pub use instance::{
+    HandlerInstance, InvokeError, LoadedComponent, StateError, StateReader, StateWrites,
 };
-pub use instance::{HandlerInstance, InvokeError, StateError, StateReader, StateWrites};
 pub use mem_state::MemState;
+pub use world::{ComponentError, Digest};
 
 /// How often the epoch ticks; deadlines are rounded up to whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);

@@ -10,7 +10,7 @@
 use wasmparser::component_types::{ComponentDefinedType, ComponentEntityType, ComponentValType};
 use wasmparser::types::TypesRef;
 
-use super::components::{ComponentError, GUEST_EXPORT, PACKAGE_PREFIX, PACKAGE_VERSION};
+use super::world::{ComponentError, GUEST_EXPORT, PACKAGE_PREFIX, PACKAGE_VERSION};
 
 /// The type `handle` must have, as [`render_func`] writes it.
 const HANDLE_TYPE: &str = "func(event: record { id: string, topic: string, partition: u32, \
