@@ -15,17 +15,18 @@
 //!    fenced the partition: then nothing is applied and the loop stops;
 //! 5. applies it only if this loop still holds the partition's fencing
 //!    epoch; the store's flusher makes it durable, and only then are its
-//!    outputs readable (and relayed). The loop goes on with the next batch while the
-//!    flush runs (at most one batch ahead), and one flush covers every loop
-//!    that committed meanwhile (group commit).
+//!    outputs readable (and relayed). The loop goes on with the next batch
+//!    while the flush runs (at most one batch ahead), and one flush covers
+//!    every loop that committed meanwhile (group commit).
 //!
 //! Before sleeping for a retry backoff, the events already processed in the
 //! batch are committed, so a slow poison event never holds finished work
 //! hostage. Likewise, once the state writes the batch holds in host memory
 //! reach the handler's `limits.max_state_bytes`, the events processed so far
 //! are committed before the next one runs, so a guest cannot make the host
-//! buffer more than that (plus one event's writes, also capped by it). On shutdown during a backoff the failing event is left
-//! uncommitted and is retried after the restart.
+//! buffer more than that (plus one event's writes, also capped by it). On
+//! shutdown during a backoff the failing event is left uncommitted and is
+//! retried after the restart.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
