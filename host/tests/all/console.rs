@@ -1,0 +1,130 @@
+//! The operator console's server side through the router: the page and its
+//! assets are served without the token (they hold no data) with a strict
+//! Content-Security-Policy, and `/v1/history` turns the sampler's samples
+//! into per-handler rates.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use weir::admin::{AppState, Limits, history, router};
+
+use crate::common::{TestHost, guest};
+
+async fn send(state: AppState, request: Request<Body>) -> (StatusCode, header::HeaderMap, String) {
+    let limits = Limits {
+        max_body_bytes: 1 << 20,
+        max_component_bytes: 1 << 20,
+    };
+    let response = router(state, limits).oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+fn get(uri: &str, token: Option<&str>) -> Request<Body> {
+    let mut request = Request::builder().uri(uri).header("host", "127.0.0.1:7070");
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn the_console_is_served_without_the_token_under_a_strict_policy() {
+    let host = TestHost::new(&[("in", 1)]);
+    let state = host.state().with_token(Some("s3cret".into()));
+    for (uri, kind) in [
+        ("/ui", "text/html"),
+        ("/ui/", "text/html"),
+        ("/ui/console.js", "text/javascript"),
+        ("/ui/console.css", "text/css"),
+    ] {
+        let (status, headers, body) = send(state.clone(), get(uri, None)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert!(!body.contains("s3cret"));
+    }
+    let (status, headers, _) = send(state.clone(), get("/", None)).await;
+    assert!(status.is_redirection());
+    assert_eq!(headers[header::LOCATION], "/ui");
+    // The data behind it still needs the token.
+    let (status, _, _) = send(state, get("/v1/handlers", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn without_a_token_the_console_answers_only_on_loopback() {
+    let host = TestHost::new(&[("in", 1)]);
+    let request = Request::builder()
+        .uri("/ui")
+        .header("host", "weir.example.com")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(host.state(), request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn history_turns_samples_into_rates_lag_and_latency() {
+    let host = TestHost::new(&[("in", 2), ("out", 2)]);
+    let digest = host
+        .handlers
+        .components()
+        .put(&guest("map"))
+        .unwrap()
+        .digest
+        .to_string();
+    let spec = json!({"component": digest, "subscribe": ["in"], "outputs": ["out"],
+        "config": {"output_topic": "out"}});
+    host.handlers
+        .put("enrich", serde_json::from_value(spec).unwrap())
+        .unwrap();
+    let state = host.state();
+    state.history.record(history::sample(&host.handlers));
+    let events: Vec<String> = (0..20)
+        .map(|i| json!({"id": format!("e{i}"), "payload": {"n": i}}).to_string())
+        .collect();
+    let publish = Request::builder()
+        .method("POST")
+        .uri("/v1/topics/in/events")
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from(events.join("\n")))
+        .unwrap();
+    assert_eq!(send(state.clone(), publish).await.0, StatusCode::OK);
+    for _ in 0..200 {
+        if host.handlers.pipeline().stats("enrich").counts().events == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    state.history.record(history::sample(&host.handlers));
+    let (status, _, body) = send(state.clone(), get("/v1/history?handler=enrich", None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["interval_ms"], 5000);
+    assert_eq!(v["window_ms"], 900_000);
+    let enrich = &v["handlers"][0];
+    assert_eq!(enrich["name"], "enrich");
+    let point = &enrich["points"][0];
+    assert!(point["events_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(point["lag"], 0);
+    assert!(point["commit_p99_ms"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(enrich["recent_commit_p99_ms"].as_f64().is_some(), "{v}");
+    let (status, _, body) = send(state, get("/v1/history?handler=nope", None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
