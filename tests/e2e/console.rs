@@ -45,6 +45,18 @@ fn get(host: &Host, path: &str) -> Value {
     response.body_mut().read_json().unwrap()
 }
 
+/// Publish NDJSON `lines` to `orders` through the API.
+fn publish_orders(host: &Host, lines: &[String]) {
+    let published = host
+        .client()
+        .post(&format!("{}/v1/topics/orders/events", host.base()))
+        .header("authorization", &format!("Bearer {TOKEN}"))
+        .header("content-type", "application/x-ndjson")
+        .send(lines.join("\n").as_bytes())
+        .unwrap();
+    assert_eq!(published.status().as_u16(), 200);
+}
+
 /// Where screenshots go: `docs/console/` when updating them, else a
 /// scratch directory.
 fn screenshot_dir(scratch: &std::path::Path) -> PathBuf {
@@ -116,14 +128,7 @@ fn console_operates_the_quickstart_in_a_real_browser() {
             .filter(|l| !l.trim().is_empty())
             .map(str::to_string)
             .collect();
-    let published = host
-        .client()
-        .post(&format!("{}/v1/topics/orders/events", host.base()))
-        .header("authorization", &format!("Bearer {TOKEN}"))
-        .header("content-type", "application/x-ndjson")
-        .send(events.join("\n").as_bytes())
-        .unwrap();
-    assert_eq!(published.status().as_u16(), 200);
+    publish_orders(&host, &events);
     browser.wait_text(&format!("{row} [data-col='events']"), "12 events", |t| {
         t == "12"
     });
@@ -240,9 +245,45 @@ fn console_operates_the_quickstart_in_a_real_browser() {
         t.contains("runs without [cluster]")
     });
 
-    // The overview with its charts (the sampler has run meanwhile).
+    // The overview: its charts draw the host's samples (one every 5 s)
+    // while orders keep coming.
     browser.click("nav a[href='#/']");
     browser.wait_text(&format!("{row} [data-col='revision']"), "r4", |t| t == "r4");
-    browser.wait_text("#charts figcaption", "a chart", |t| t.contains("now"));
+    let points = "const line = document.querySelector('#charts polyline'); \
+                  return line ? line.getAttribute('points').split(' ').length : 0;";
+    let mut n = 0;
+    eventually(
+        Duration::from_secs(60),
+        "three points in the charts",
+        || {
+            let batch: Vec<String> = (0..5 + n % 4 * 10)
+                .map(|i| format!(r#"{{"id": "more-{n}-{i}", "payload": {{"n": {i}}}}}"#))
+                .collect();
+            n += 1;
+            publish_orders(&host, &batch);
+            std::thread::sleep(Duration::from_millis(400));
+            (browser.execute(points, &[]).as_u64().unwrap() >= 3).then_some(())
+        },
+    );
+    let events: u64 = browser
+        .text(&format!("{row} [data-col='events']"))
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(events > 12, "the counters follow: {events}");
     browser.screenshot(&shots.join("overview.png"));
+
+    // At a phone's width nothing but the tables scrolls sideways.
+    browser.click(&format!("{row} a"));
+    browser.find("#dead-letters");
+    browser.command(
+        "POST",
+        "/window/rect",
+        Some(serde_json::json!({"width": 420, "height": 860})),
+    );
+    let fits = browser.execute(
+        "return document.documentElement.scrollWidth <= window.innerWidth;",
+        &[],
+    );
+    assert_eq!(fits, true, "the handler page fits 420 px");
 }

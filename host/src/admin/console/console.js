@@ -263,7 +263,10 @@ function sparkline(label, points, key) {
     const line = document.createElementNS(SVG, 'polyline');
     line.setAttribute('points', xy.join(' '));
     line.setAttribute('class', 'series');
-    svg.append(area, line);
+    const [lx, ly] = xy[xy.length - 1].split(',');
+    const dot = document.createElementNS(SVG, 'circle');
+    for (const [k, val] of [['cx', Math.min(Number(lx), w - 3)], ['cy', ly], ['r', 3], ['class', 'dot']]) dot.setAttribute(k, val);
+    svg.append(area, line, dot);
   }
   return h('figure', { class: 'chart' }, svg,
     h('figcaption', {}, points.length ? summary : label + ': no samples yet (one every 5 s)'));
