@@ -3,9 +3,9 @@
 //! served with an admin token. A wrong token gets a clear message; with the
 //! right one the quickstart handler is listed, published events show up in
 //! its counters, a new revision is deployed from a `.wasm` file and rolled
-//! back, the poison event sits in the dead letters with its error, and
-//! after a fixed revision, replaying it from the page produces its output
-//! exactly once.
+//! back, the poison event sits in the dead letters with its error, another
+//! one is purged alone, and after a fixed revision, replaying the first
+//! from the page produces its output exactly once.
 //!
 //! With `WEIR_UPDATE_SCREENSHOTS=1` the screenshots it takes at a desktop
 //! width replace the ones in `docs/console/` (docs/console.md shows them).
@@ -193,6 +193,31 @@ fn console_operates_the_quickstart_in_a_real_browser() {
     );
     browser.click("#confirm-cancel");
     assert_eq!(get(&host, "/v1/handlers/enrich")["revision"], 3);
+
+    // A second poison event, purged from the page: only it goes.
+    publish_orders(
+        &host,
+        &[r#"{"id": "order-bad-2", "payload": "also not an object"}"#.to_string()],
+    );
+    browser.click("#dead-letters tr[data-id='order-bad-2'] input[type='checkbox']");
+    browser.click("#dlq-purge");
+    let says = browser.text("#confirm-text");
+    assert!(
+        says.contains("order-bad-2") && !says.contains("order-bad,"),
+        "{says}"
+    );
+    browser.click("#confirm-ok");
+    browser.wait_text("#notice", "purged", |t| {
+        t.contains("Purged 1 dead letter of enrich")
+    });
+    let dead = get(&host, "/v1/handlers/enrich/dead-letters");
+    let ids: Vec<&str> = dead["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["order-bad"]);
 
     // A fixed revision: non-object payloads are wrapped, not rejected.
     browser.fill(

@@ -1,7 +1,8 @@
 //! The operator console's server side through the router: the page and its
 //! assets are served without the token (they hold no data) with a strict
 //! Content-Security-Policy, and `/v1/history` turns the sampler's samples
-//! into per-handler rates.
+//! into per-handler rates; the console purges chosen dead letters through
+//! the same route as `weir dlq purge --id`.
 
 use std::time::Duration;
 
@@ -34,6 +35,35 @@ fn get(uri: &str, token: Option<&str>) -> Request<Body> {
         request = request.header("authorization", format!("Bearer {t}"));
     }
     request.body(Body::empty()).unwrap()
+}
+
+/// A host with topics `in` and `out` of `partitions` each and the map
+/// guest deployed as `enrich` from `in` to `out`.
+fn with_map_handler(partitions: u32) -> TestHost {
+    let host = TestHost::new(&[("in", partitions), ("out", partitions)]);
+    let digest = host
+        .handlers
+        .components()
+        .put(&guest("map"))
+        .unwrap()
+        .digest;
+    let spec = json!({"component": digest.to_string(), "subscribe": ["in"],
+        "outputs": ["out"], "config": {"output_topic": "out"}});
+    host.handlers
+        .put("enrich", serde_json::from_value(spec).unwrap())
+        .unwrap();
+    host
+}
+
+/// Publish NDJSON `lines` to `in`.
+async fn publish(state: AppState, lines: &[String]) {
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/topics/in/events")
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from(lines.join("\n")))
+        .unwrap();
+    assert_eq!(send(state, request).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -80,31 +110,13 @@ async fn without_a_token_the_console_answers_only_on_loopback() {
 
 #[tokio::test]
 async fn history_turns_samples_into_rates_lag_and_latency() {
-    let host = TestHost::new(&[("in", 2), ("out", 2)]);
-    let digest = host
-        .handlers
-        .components()
-        .put(&guest("map"))
-        .unwrap()
-        .digest
-        .to_string();
-    let spec = json!({"component": digest, "subscribe": ["in"], "outputs": ["out"],
-        "config": {"output_topic": "out"}});
-    host.handlers
-        .put("enrich", serde_json::from_value(spec).unwrap())
-        .unwrap();
+    let host = with_map_handler(2);
     let state = host.state();
     state.history.record(history::sample(&host.handlers));
     let events: Vec<String> = (0..20)
         .map(|i| json!({"id": format!("e{i}"), "payload": {"n": i}}).to_string())
         .collect();
-    let publish = Request::builder()
-        .method("POST")
-        .uri("/v1/topics/in/events")
-        .header("content-type", "application/x-ndjson")
-        .body(Body::from(events.join("\n")))
-        .unwrap();
-    assert_eq!(send(state.clone(), publish).await.0, StatusCode::OK);
+    publish(state.clone(), &events).await;
     for _ in 0..200 {
         if host.handlers.pipeline().stats("enrich").counts().events == 20 {
             break;
@@ -127,4 +139,43 @@ async fn history_turns_samples_into_rates_lag_and_latency() {
     assert!(enrich["recent_commit_p99_ms"].as_f64().is_some(), "{v}");
     let (status, _, body) = send(state, get("/v1/history?handler=nope", None)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn purge_deletes_the_chosen_dead_letters_only() {
+    let host = with_map_handler(1);
+    let poison: Vec<String> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|id| json!({"id": id, "payload": "not an object"}).to_string())
+        .collect();
+    publish(host.state(), &poison).await;
+    for _ in 0..300 {
+        if host.handlers.dead_letter_count("enrich").unwrap() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let purge = |body: &'static str| {
+        Request::builder()
+            .method("DELETE")
+            .uri("/v1/handlers/enrich/dead-letters")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, _, body) = send(host.state(), purge(r#"{"ids": ["p2"]}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["purged"], 1);
+    let left: Vec<String> = host
+        .handlers
+        .dead_letters("enrich")
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event.id)
+        .collect();
+    assert_eq!(left, ["p1", "p3"]);
+    let (status, _, body) = send(host.state(), purge(r#"{"idz": []}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, _, body) = send(host.state(), purge("")).await;
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["purged"], 2);
 }

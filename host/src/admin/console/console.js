@@ -459,13 +459,18 @@ async function handlerPage(main, name, id) {
       return 'Queued ' + r.queued + ' dead letter' + (r.queued === 1 ? '' : 's') + ' of ' + name + ' for replay';
     });
   };
-  const purge = () => confirmed('Purge the dead letters of ' + name + '?',
-    'Delete all ' + deadCount + ' dead letters of ' + name + ' for good. Their events are not processed and this cannot be undone. (The API purges all of a handler\'s dead letters; to keep some, replay them first.)',
-    'Purge all', async () => {
-      const r = await api('DELETE', path + '/dead-letters');
-      await loadDead();
-      return 'Purged ' + r.purged + ' dead letters of ' + name;
-    });
+  const purge = (all) => {
+    const ids = all ? null : [...dead.querySelectorAll('input:checked')].map((c) => c.value);
+    if (ids && !ids.length) { notice('Select the dead letters to purge first.', 'error'); return; }
+    const what = ids ? ids.length + ' dead letter' + (ids.length === 1 ? '' : 's') + ' (' + ids.join(', ') + ')' : 'all ' + deadCount + ' dead letters';
+    confirmed('Purge dead letters of ' + name + '?',
+      'Delete ' + what + ' of ' + name + ' for good. Their events are not processed and this cannot be undone.',
+      'Purge', async () => {
+        const r = await api('DELETE', path + '/dead-letters', ids ? { ids } : undefined);
+        await loadDead();
+        return 'Purged ' + r.purged + ' dead letter' + (r.purged === 1 ? '' : 's') + ' of ' + name;
+      });
+  };
 
   const render = () => {
     status.replaceChildren(h('span', { class: 'badge ' + v.state }, v.state), ' revision r' + v.revision + ' · component ', h('code', {}, short(v.spec && v.spec.component)),
@@ -533,7 +538,8 @@ async function handlerPage(main, name, id) {
       h('div', { class: 'actions', role: 'group', 'aria-label': 'Dead-letter operations' },
         h('button', { type: 'button', id: 'dlq-replay', onclick: () => replay(false) }, 'Replay selected…'),
         h('button', { type: 'button', id: 'dlq-replay-all', onclick: () => replay(true) }, 'Replay all…'),
-        h('button', { type: 'button', id: 'dlq-purge', class: 'danger', onclick: purge }, 'Purge all…'),
+        h('button', { type: 'button', id: 'dlq-purge', class: 'danger', onclick: () => purge(false) }, 'Purge selected…'),
+        h('button', { type: 'button', id: 'dlq-purge-all', class: 'danger', onclick: () => purge(true) }, 'Purge all…'),
         h('button', { type: 'button', onclick: () => loadDead().catch((e) => handleAuth(e)) }, 'Refresh')),
       h('div', { class: 'table-wrap' }, h('table', { id: 'dead-letters' },
         h('caption', {}, 'Events the handler could not process, with why'),
