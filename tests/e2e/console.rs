@@ -262,7 +262,19 @@ fn console_operates_the_quickstart_in_a_real_browser() {
     browser.click("#find-form button[type='submit']");
     let found = browser.wait_text("#find-result", "order-7 found", |t| t.contains("order-7"));
     assert!(found.contains("checkout-7"), "{found}");
-    browser.screenshot(&shots.join("topics.png"));
+
+    // A live tail shows the last events, then each new one.
+    browser.click("#tail-topic option[value='orders']");
+    browser.click("#tail-toggle");
+    browser.wait_text("#tail tbody", "the last orders", |t| {
+        t.contains("order-bad-2")
+    });
+    publish_orders(
+        &host,
+        &[r#"{"id": "order-11", "key": "customer-2", "payload": {"order": 11}}"#.to_string()],
+    );
+    browser.wait_text("#tail tbody", "a new order", |t| t.contains("order-11"));
+    browser.screenshot_page(&shots.join("topics.png"));
 
     // Cluster: this host runs alone.
     browser.click("nav a[href='#/cluster']");

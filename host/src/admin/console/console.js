@@ -602,12 +602,16 @@ async function topicsPage(main, _arg, id) {
   const readTail = async () => {
     if (!tail) return;
     const current = tail;
+    const fresh = [];
     for (let p = 0; p < current.from.length; p++) {
       const page = await api('GET', '/v1/topics/' + encodeURIComponent(current.topic) + '/events?partition=' + p + '&from=' + current.from[p] + '&limit=100');
       current.from[p] = page.next;
-      for (const e of page.events) {
-        tailRows.prepend(h('tr', {}, h('td', {}, e.partition), h('td', {}, num(e.offset)), h('td', {}, h('code', {}, e.id)), h('td', {}, e.key || ''), h('td', {}, when(e.timestamp_ms)), h('td', {}, h('code', { class: 'payload' }, preview(e)))));
-      }
+      fresh.push(...page.events);
+    }
+    // Oldest first, so that prepending leaves the newest on top.
+    fresh.sort((a, b) => a.timestamp_ms - b.timestamp_ms || a.partition - b.partition || a.offset - b.offset);
+    for (const e of fresh) {
+      tailRows.prepend(h('tr', {}, h('td', {}, e.partition), h('td', {}, num(e.offset)), h('td', {}, h('code', {}, e.id)), h('td', {}, e.key || ''), h('td', {}, when(e.timestamp_ms)), h('td', {}, h('code', { class: 'payload' }, preview(e)))));
     }
     while (tailRows.children.length > 200) tailRows.lastChild.remove();
   };
