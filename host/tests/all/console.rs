@@ -74,6 +74,8 @@ async fn the_console_is_served_without_the_token_under_a_strict_policy() {
         ("/ui", "text/html"),
         ("/ui/", "text/html"),
         ("/ui/console.js", "text/javascript"),
+        ("/ui/handler.js", "text/javascript"),
+        ("/ui/topics.js", "text/javascript"),
         ("/ui/console.css", "text/css"),
     ] {
         let (status, headers, body) = send(state.clone(), get(uri, None)).await;
@@ -88,6 +90,8 @@ async fn the_console_is_served_without_the_token_under_a_strict_policy() {
         assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
         assert!(!body.contains("s3cret"));
     }
+    let (status, _, _) = send(state.clone(), get("/ui/secrets.txt", None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, headers, _) = send(state.clone(), get("/", None)).await;
     assert!(status.is_redirection());
     assert_eq!(headers[header::LOCATION], "/ui");
