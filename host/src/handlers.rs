@@ -442,12 +442,20 @@ impl Handlers {
         Ok(chosen.len())
     }
 
-    /// Delete the handler's dead letters. Returns how many.
-    pub fn purge(&self, name: &str) -> Result<usize> {
+    /// Delete the handler's dead letters, or only those of the events
+    /// with `ids`. Returns how many.
+    pub fn purge(&self, name: &str, ids: Option<&[String]>) -> Result<usize> {
         self.record(name)?;
         let mut write = Write::default();
         for item in self.store.scan_prefix(&keys::dead_handler(name)) {
-            write.deletes.push(item?.0.to_vec());
+            let (key, value) = item?;
+            if let Some(ids) = ids {
+                let dead: DeadLetter = decode(&key, &value)?;
+                if !ids.contains(&dead.event.id) {
+                    continue;
+                }
+            }
+            write.deletes.push(key.to_vec());
         }
         let n = write.deletes.len();
         self.store.commit(write, |_| Ok(()))?;

@@ -426,6 +426,15 @@ impl HandlerStats {
         }
     }
 
+    /// The commit histogram's bucket bounds (seconds) and the count of
+    /// each bucket so far (not cumulative; values over the last bound are
+    /// only in the total count), for quantiles over a window (the
+    /// console's history, `admin/history.rs`).
+    pub fn commit_buckets(&self) -> (&'static [f64], Vec<u64>) {
+        let h = &self.commit_seconds;
+        (h.bounds, h.buckets.iter().map(get).collect())
+    }
+
     /// Mean commit latency so far.
     pub fn mean_commit(&self) -> Duration {
         let n = self.commit_seconds.count().max(1);

@@ -114,6 +114,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .with_nats(nats)
         .with_cluster(cluster.clone());
     let ready = state.ready.clone();
+    let sampler = crate::admin::history::spawn_sampler(&state);
     let limits = Limits {
         max_body_bytes: config.admin.max_body_bytes,
         max_component_bytes: config.admin.max_component_bytes,
@@ -164,6 +165,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     tracing::info!("draining consumer loops");
     retention.abort();
+    sampler.abort();
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
     // The outbox is durable: a relay stopped mid-publish re-sends on restart.
     for relay in relays {

@@ -274,6 +274,8 @@ fn operators_deploy_and_manage_handlers_through_the_cli() {
     assert!(ok && text.contains("0 dead letters"), "{text}");
     let (ok, text) = run(&["dlq", "replay", "enrich"]);
     assert!(ok && text.contains("queued 0"), "{text}");
+    let (ok, text) = run(&["dlq", "purge", "enrich", "--id", "nope"]);
+    assert!(ok && text.contains("purged 0"), "{text}");
     let (ok, text) = run(&["dlq", "purge", "enrich"]);
     assert!(ok && text.contains("purged 0"), "{text}");
 

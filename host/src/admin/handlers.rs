@@ -397,14 +397,27 @@ pub(super) async fn replay(
     Ok(Json(json!({"queued": n})))
 }
 
+/// Body of `DELETE .../dead-letters`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PurgeBody {
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+}
+
 #[utoipa::path(delete, path = "/v1/handlers/{name}/dead-letters", tag = "dead letters",
     params(("name" = String, Path, description = "Handler name")),
+    request_body(content = Option<PurgeBody>, description = "Optional `{\"ids\": [...]}`; all when absent"),
     responses((status = 200, description = "`purged`: how many", body = Object),
+        (status = 400, description = "`invalid_body`", body = ErrorBody),
         (status = 404, description = "`handler_not_found`", body = ErrorBody)))]
 pub(super) async fn purge(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let n = blocking(&state, move |h| h.purge(&name)).await?;
+    let PurgeBody { ids } = optional_json(&headers, &body)?;
+    let n = blocking(&state, move |h| h.purge(&name, ids.as_deref())).await?;
     Ok(Json(json!({"purged": n})))
 }

@@ -4,9 +4,11 @@
 //!
 //! Routes live by subject: [`events`] (topics and events), [`handlers`]
 //! (components, handlers, dead letters), [`cluster`] (`/v1/cluster`),
-//! [`metrics`] (`/metrics`), [`openapi`]; a new route goes in the file of its subject and is
+//! [`metrics`] (`/metrics`), [`history`] (`/v1/history`, the sampled recent
+//! past), [`openapi`]; a new route goes in the file of its subject and is
 //! registered in [`router`]. The listener and its connection limits live in
-//! [`server`].
+//! [`server`]; the operator console at `/ui` (static pages that call `/v1`)
+//! in [`console`].
 //!
 //! Owns the routes, bearer-token auth on `/v1` and `/metrics` (compared in
 //! constant time), the browser guard of a host without a token (a foreign
@@ -17,8 +19,10 @@
 //! timeouts.
 
 mod cluster;
+mod console;
 pub mod events;
 mod handlers;
+pub mod history;
 mod metrics;
 mod openapi;
 pub mod server;
@@ -60,6 +64,9 @@ pub struct AppState {
     pub nats: Option<Arc<crate::nats::Nats>>,
     /// The lease manager, in cluster mode.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Recent samples of every handler (`/v1/history`), filled by
+    /// [`history::spawn_sampler`].
+    pub history: Arc<history::History>,
 }
 
 impl AppState {
@@ -73,6 +80,7 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(true)),
             nats: None,
             cluster: None,
+            history: Arc::default(),
         }
     }
 
@@ -155,6 +163,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             post(handlers::replay),
         )
         .route("/cluster", get(cluster::status))
+        .route("/history", get(history::history))
         .route("/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -165,6 +174,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             get(metrics).route_layer(middleware::from_fn_with_state(state.clone(), require_token)),
         )
         .nest("/v1", v1)
+        .merge(console::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), browser_guard))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -7,7 +7,8 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::events::{EventView, IncomingEvent};
-use super::handlers::{ReplayBody, RewindBody, RollbackBody};
+use super::handlers::{PurgeBody, ReplayBody, RewindBody, RollbackBody};
+use super::history::{HandlerHistory, HistoryAnswer, HistoryPoint};
 use super::{ErrorBody, ErrorDetail};
 use crate::config::RetryPolicy;
 use crate::handlers::{HandlerSpec, PartitionStatus, RewindTarget};
@@ -35,10 +36,12 @@ use crate::runtime::Limits;
         super::handlers::replay,
         super::handlers::purge,
         super::cluster::status,
+        super::history::history,
     ),
     components(schemas(
         IncomingEvent, EventView, HandlerSpec, Limits, RetryPolicy, RewindTarget, RewindBody,
-        RollbackBody, ReplayBody, PartitionStatus, ErrorBody, ErrorDetail
+        RollbackBody, ReplayBody, PurgeBody, PartitionStatus, ErrorBody, ErrorDetail,
+        HistoryAnswer, HandlerHistory, HistoryPoint
     )),
     modifiers(&BearerToken),
     security(("bearer" = []))

@@ -82,7 +82,11 @@ impl Client {
             ("PUT", Some(b)) => self.auth(self.agent.put(&url)).send_json(b),
             ("POST", Some(b)) => self.auth(self.agent.post(&url)).send_json(b),
             ("POST", None) => self.auth(self.agent.post(&url)).send_empty(),
-            ("DELETE", _) => self.auth(self.agent.delete(&url)).call(),
+            ("DELETE", Some(b)) => self
+                .auth(self.agent.delete(&url))
+                .force_send_body()
+                .send_json(b),
+            ("DELETE", None) => self.auth(self.agent.delete(&url)).call(),
             _ => self.auth(self.agent.get(&url)).call(),
         };
         self.answer(response)

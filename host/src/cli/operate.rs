@@ -67,6 +67,9 @@ pub enum DlqCommand {
     Purge {
         /// Handler name.
         name: String,
+        /// Only these message IDs (all when absent).
+        #[arg(long = "id")]
+        ids: Vec<String>,
     },
 }
 
@@ -297,8 +300,10 @@ pub fn dlq(client: &Client, command: DlqCommand, output: OutputFormat) -> anyhow
             let s = format!("queued {} dead letters of {name} for replay", v["queued"]);
             (v, s)
         }
-        DlqCommand::Purge { name } => {
-            let v = client.send("DELETE", &format!("/v1/handlers/{name}/dead-letters"), None)?;
+        DlqCommand::Purge { name, ids } => {
+            let body = (!ids.is_empty()).then(|| json!({ "ids": ids }));
+            let path = format!("/v1/handlers/{name}/dead-letters");
+            let v = client.send("DELETE", &path, body.as_ref())?;
             let s = format!("purged {} dead letters of {name}", v["purged"]);
             (v, s)
         }

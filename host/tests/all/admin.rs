@@ -338,6 +338,7 @@ async fn every_v1_route_needs_the_token_when_one_is_set() {
         ("DELETE", "/v1/handlers/h/dead-letters"),
         ("POST", "/v1/handlers/h/dead-letters/replay"),
         ("GET", "/v1/cluster"),
+        ("GET", "/v1/history"),
         ("GET", "/v1/openapi.json"),
     ];
     for (method, uri) in routes {
@@ -431,6 +432,7 @@ async fn the_openapi_document_describes_every_v1_route() {
         ("/v1/handlers/{name}/dead-letters", &["get", "delete"]),
         ("/v1/handlers/{name}/dead-letters/replay", &["post"]),
         ("/v1/cluster", &["get"]),
+        ("/v1/history", &["get"]),
     ] {
         for m in methods {
             assert!(
