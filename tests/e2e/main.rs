@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod disk;
 mod examples;
+mod logs;
 mod nats;
 mod newcomer;
 mod operate;

@@ -159,6 +159,7 @@ fn dispatch(args: &[String]) -> Result<()> {
 fn tools(root: &Path) -> Result<()> {
     tools::ensure_nats_server()?;
     tools::ensure_fuse()?;
+    tools::ensure_promtool()?;
     let current = tools::ensure_current_nats_server(root)?;
     println!(
         "nats-server (PATH) and a current one at {}",
@@ -173,11 +174,12 @@ const E2E_FEATURES: &str = "weir/failpoints";
 
 /// What the end-to-end and fault tests drive: `nats-server` (Debian's, and
 /// a current one for the cluster tests, returned for `NATS_SERVER_CURRENT`),
-/// `fusermount3` (the power-cut fault), the guest components and the `weir`
-/// binary.
+/// `fusermount3` (the power-cut fault), `promtool` (the alert rules' tests),
+/// the guest components and the `weir` binary.
 fn build_for_e2e(root: &Path) -> Result<PathBuf> {
     tools::ensure_nats_server()?;
     tools::ensure_fuse()?;
+    tools::ensure_promtool()?;
     let current = tools::ensure_current_nats_server(root)?;
     guests::build(root)?;
     let mut build = cmd::cargo(root);
@@ -466,7 +468,14 @@ mod tests {
     /// The host's layers, bottom up, as docs/architecture.md draws them.
     const LAYERS: &[&[&str]] = &[
         &["sync"],
-        &["event", "metrics", "clock", "failpoints", "datadir"],
+        &[
+            "event",
+            "metrics",
+            "clock",
+            "failpoints",
+            "datadir",
+            "logging",
+        ],
         &["store", "runtime", "cluster"],
         &["config"],
         &["connector", "fatal"],

