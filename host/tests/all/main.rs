@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod common;
 mod datadir;
+mod deploy;
 mod docs;
 mod pipeline;
 mod runtime;
