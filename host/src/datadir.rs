@@ -1,5 +1,6 @@
-//! The data directory: its format version (the `FORMAT` file) and the one
-//! way Weir writes a file that must survive a power cut.
+//! The data directory: its format version (the `FORMAT` file), the one
+//! way Weir writes a file that must survive a power cut, and the space
+//! left on its filesystem ([`disk_space`]).
 //!
 //! Every file Weir writes (the `FORMAT` file, uploaded components and their
 //! compiled artifacts) goes through [`write_atomic`]: write a temporary
@@ -140,6 +141,25 @@ fn migrate(dir: &Path, from: u32) -> Result<(), DataDirError> {
     Ok(())
 }
 
+/// Space on the filesystem holding a path, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Bytes an unprivileged writer (the host) can still use.
+    pub free: u64,
+    /// The filesystem's size.
+    pub capacity: u64,
+}
+
+/// The space on the filesystem holding `path` (`statvfs`), for the
+/// `weir_datadir_*_bytes` gauges.
+pub fn disk_space(path: &Path) -> io::Result<DiskSpace> {
+    let st = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+    Ok(DiskSpace {
+        free: st.f_bavail.saturating_mul(st.f_frsize),
+        capacity: st.f_blocks.saturating_mul(st.f_frsize),
+    })
+}
+
 /// Write `bytes` to `path` so that a crash or power cut leaves the old
 /// content or the new, and the new survives once this returns: a temporary
 /// file unique to this call (concurrent writers of one path never share
@@ -244,5 +264,14 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("f")]);
+    }
+
+    #[test]
+    fn disk_space_reads_the_filesystem_of_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = disk_space(dir.path()).unwrap();
+        assert!(space.capacity > 0, "{space:?}");
+        assert!(space.free <= space.capacity, "{space:?}");
+        assert!(disk_space(&dir.path().join("missing")).is_err());
     }
 }

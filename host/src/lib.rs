@@ -3,7 +3,7 @@
 //!
 //! The modules are layered, dependencies pointing down only (see
 //! `docs/architecture.md`): foundations ([`event`], [`metrics`],
-//! [`datadir`], [`store`],
+//! [`datadir`], [`logging`], [`store`],
 //! [`runtime`], [`cluster`]), then [`config`], the [`connector`] interface and the
 //! [`fatal`] error, the [`pipeline`] with the commit protocol
 //! ([`pipeline::commit`]), the [`nats`] connector, [`handlers`], the
@@ -24,6 +24,7 @@ pub mod event;
 pub(crate) mod failpoints;
 pub mod fatal;
 pub mod handlers;
+pub mod logging;
 pub mod metrics;
 pub mod nats;
 pub mod pipeline;

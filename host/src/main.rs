@@ -1,21 +1,25 @@
-//! The `weir` binary: parse the command line, set up logging, run.
-
-use std::io::IsTerminal as _;
+//! The `weir` binary: parse the command line, set up logging
+//! ([`weir::logging`]), run.
 
 use clap::Parser;
+use weir::logging::{self, Format};
 
 fn main() -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sled=warn,cranelift=warn,wasmtime=warn")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours for a terminal; plain text for log files and collectors.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let format = match Format::from_env() {
+        Ok(format) => format,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    logging::init(format);
     match weir::cli::run(weir::cli::Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if format == Format::Json => {
+            let error = format!("{e:#}");
+            tracing::error!(error = %error, "exiting");
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

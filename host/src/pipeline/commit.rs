@@ -117,6 +117,8 @@ impl Committer {
     pub(crate) fn process(&mut self, events: Vec<Event>) -> Result<(), Fatal> {
         let mut pending = Pending::default();
         for event in events {
+            let span = super::telemetry::event_span(&self.plan.name, self.partition, &event);
+            let _in_span = span.enter();
             let dedup_key = keys::dedup(&self.plan.name, &event.topic, self.partition, &event.id);
             if self.is_duplicate(&pending, &dedup_key, &event)? {
                 self.stats.record_duplicate();
@@ -158,6 +160,8 @@ impl Committer {
     pub(crate) fn replay(&mut self, queued: Vec<(Vec<u8>, Event)>) -> Result<(), Fatal> {
         let mut pending = Pending::default();
         for (queue_key, event) in queued {
+            let span = super::telemetry::event_span(&self.plan.name, self.partition, &event);
+            let _in_span = span.enter();
             let dead_key = keys::dead(&self.plan.name, &event.topic, self.partition, event.offset);
             match self.invoke_with_retry(&event, &mut pending)? {
                 Disposition::Handled(outputs) => {

@@ -22,6 +22,7 @@ pub mod commit;
 mod consumer;
 mod lease;
 mod state;
+mod telemetry;
 
 pub use lease::ClusterSettings;
 

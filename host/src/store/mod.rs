@@ -67,6 +67,7 @@ struct Head {
 /// flush, then makes those writes' records readable.
 pub struct Store {
     db: sled::Db,
+    dir: std::path::PathBuf,
     topics: Mutex<HashMap<String, u32>>,
     shared: Arc<Shared>,
     flusher: Option<std::thread::JoinHandle<()>>,
@@ -95,6 +96,7 @@ impl Store {
         let (shared, flusher) = Shared::start(db.clone(), dir, durability)?;
         let store = Self {
             db,
+            dir: dir.to_path_buf(),
             topics: Mutex::new(HashMap::new()),
             shared,
             flusher: Some(flusher),
@@ -109,6 +111,11 @@ impl Store {
         // from here on, whatever the mode.
         store.flush()?;
         Ok(store)
+    }
+
+    /// The directory the store was opened in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn load_topic(&self, name: &str, partitions: u32) -> Result<()> {

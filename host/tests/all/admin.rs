@@ -398,6 +398,9 @@ async fn metrics_and_readiness() {
         "weir_handler_batch_size_count{handler=\"enrich\"}",
         "weir_handler_lag{handler=\"enrich\",topic=\"in\",partition=\"0\"} 0",
         "weir_handler_running{handler=\"enrich\"} 1",
+        "weir_handler_paused{handler=\"enrich\"} 0",
+        "# TYPE weir_datadir_free_bytes gauge",
+        "# TYPE weir_datadir_capacity_bytes gauge",
         "weir_topic_head{topic=\"out\",partition=\"0\"}",
         "# TYPE weir_handler_errors_total counter",
     ] {

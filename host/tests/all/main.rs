@@ -8,6 +8,7 @@ mod api;
 mod common;
 mod console;
 mod datadir;
+mod deploy;
 mod docs;
 mod pipeline;
 mod runtime;
