@@ -9,4 +9,5 @@ mod examples;
 mod nats;
 mod newcomer;
 mod operate;
+mod polyglot;
 mod saga;

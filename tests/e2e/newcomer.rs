@@ -27,6 +27,24 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `weir run` over a template's sample events (e1, e2, a duplicate e1, and
+/// e3 whose payload is not an object) succeeded: two outputs, the duplicate
+/// dropped, e3 rejected. Returns the outputs.
+pub(crate) fn check_sample_run(out: &Output) -> Vec<Value> {
+    assert!(out.status.success(), "{}", text(out));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", text(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("e1: duplicate ID") && stderr.contains("e3: reject error"),
+        "{stderr}"
+    );
+    lines
+}
+
 #[test]
 fn new_build_test_run_deploy_publish_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,18 +84,8 @@ fn new_build_test_run_deploy_publish_read() {
         &["run", wasm.to_str().unwrap(), "--events", "events.ndjson"],
         &crate_dir,
     );
-    assert!(out.status.success(), "{}", text(&out));
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{}", text(&out));
+    let lines = check_sample_run(&out);
     assert_eq!(lines[0]["payload"]["handled_by"], "hello-weir");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("e1: duplicate ID") && stderr.contains("e3: reject error"),
-        "{stderr}"
-    );
 
     // Deploy to a running host, publish, read.
     let host = Host::start(

@@ -9,6 +9,7 @@ mod common;
 mod datadir;
 mod docs;
 mod pipeline;
+mod polyglot;
 mod runtime;
 mod sandbox;
 mod security;
