@@ -45,6 +45,61 @@ pub(crate) fn check_sample_run(out: &Output) -> Vec<Value> {
     lines
 }
 
+/// Start a host in `dir`, `weir deploy` the component `wasm` from
+/// `project` as `hello` (in -> out), publish the sample events and wait
+/// for the two outputs, each with `payload[field] == value`.
+pub(crate) fn deploy_publish_read(
+    dir: &Path,
+    project: &Path,
+    wasm: &Path,
+    (field, value): (&str, &str),
+) {
+    let host = Host::start(
+        dir,
+        "[topics.in]\npartitions = 2\n[topics.out]\npartitions = 2\n",
+    );
+    let addr = host.base();
+    let out = weir(
+        &[
+            "deploy",
+            "hello",
+            "--component",
+            wasm.to_str().unwrap(),
+            "--subscribe",
+            "in",
+            "--output-topic",
+            "out",
+            "--config",
+            "output_topic=out",
+            "--addr",
+            &addr,
+        ],
+        project,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = weir(
+        &["publish", "in", "events.ndjson", "--addr", &addr],
+        project,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    eventually(Duration::from_secs(60), "the handler's outputs", || {
+        let out = weir(
+            &["tail", "out", "--from-beginning", "--addr", &addr],
+            project,
+        );
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines.len() == 2).then(|| {
+            assert!(
+                lines.iter().all(|l| l["payload"][field] == value),
+                "{lines:?}"
+            );
+        })
+    });
+}
+
 #[test]
 fn new_build_test_run_deploy_publish_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,49 +143,5 @@ fn new_build_test_run_deploy_publish_read() {
     assert_eq!(lines[0]["payload"]["handled_by"], "hello-weir");
 
     // Deploy to a running host, publish, read.
-    let host = Host::start(
-        dir.path(),
-        "[topics.in]\npartitions = 2\n[topics.out]\npartitions = 2\n",
-    );
-    let addr = host.base();
-    let out = weir(
-        &[
-            "deploy",
-            "hello",
-            "--component",
-            wasm.to_str().unwrap(),
-            "--subscribe",
-            "in",
-            "--output-topic",
-            "out",
-            "--config",
-            "output_topic=out",
-            "--addr",
-            &addr,
-        ],
-        &crate_dir,
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let out = weir(
-        &["publish", "in", "events.ndjson", "--addr", &addr],
-        &crate_dir,
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    eventually(Duration::from_secs(30), "the handler's outputs", || {
-        let out = weir(
-            &["tail", "out", "--from-beginning", "--addr", &addr],
-            &crate_dir,
-        );
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (lines.len() == 2).then(|| {
-            assert!(
-                lines
-                    .iter()
-                    .all(|l| l["payload"]["handled_by"] == "hello-weir")
-            );
-        })
-    });
+    deploy_publish_read(dir.path(), &crate_dir, &wasm, ("handled_by", "hello-weir"));
 }

@@ -6,10 +6,8 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use serde_json::Value;
-use weir_e2e::{Host, eventually, weir_bin};
+use weir_e2e::weir_bin;
 
 fn weir(args: &[&str], cwd: &Path) -> Output {
     Command::new(weir_bin())
@@ -100,43 +98,5 @@ fn python_new_edit_build_test_run_deploy_publish_read() {
     assert_eq!(lines[0]["payload"]["team"], "blue");
 
     // Deploy to a running host (default limits), publish, read.
-    let host = Host::start(
-        dir.path(),
-        "[topics.in]\npartitions = 2\n[topics.out]\npartitions = 2\n",
-    );
-    let addr = host.base();
-    let deploy = [
-        "deploy",
-        "hello",
-        "--component",
-        wasm_arg,
-        "--subscribe",
-        "in",
-        "--output-topic",
-        "out",
-        "--config",
-        "output_topic=out",
-        "--addr",
-        &addr,
-    ];
-    let out = weir(&deploy, &project);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = weir(
-        &["publish", "in", "events.ndjson", "--addr", &addr],
-        &project,
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    eventually(Duration::from_secs(60), "the handler's outputs", || {
-        let out = weir(
-            &["tail", "out", "--from-beginning", "--addr", &addr],
-            &project,
-        );
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (lines.len() == 2).then(|| {
-            assert!(lines.iter().all(|l| l["payload"]["team"] == "none"));
-        })
-    });
+    crate::newcomer::deploy_publish_read(dir.path(), &project, &wasm, ("team", "none"));
 }
