@@ -1,7 +1,8 @@
 //! The handler-author commands: `weir new` scaffolds a handler crate from
 //! the template in `sdk/template`, `weir build` builds and validates its
 //! component, and `weir run` runs a component over sample events locally,
-//! with the host's sandbox and limits, no server needed.
+//! with the host's sandbox and limits, no server needed. Handlers in
+//! Python are projects of [`python`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,27 @@ use crate::event::{Event, payload_view};
 use crate::runtime::{
     HandlerInstance, HandlerSettings, Limits, LoadedComponent, MemState, Runtime, inspect,
 };
+
+mod python;
+
+/// The language of a new handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A Rust crate using `weir-sdk`, built for wasm32-wasip2 by cargo.
+    Rust,
+    /// A Python project using the `weir` package, built by componentize-py.
+    Python,
+}
+
+impl Lang {
+    /// What to run after `weir new` in `dir`.
+    pub fn next_steps(self, dir: &Path) -> String {
+        match self {
+            Self::Rust => format!("cd {} && cargo test && weir build", dir.display()),
+            Self::Python => format!("cd {} && weir build && .venv/bin/pytest", dir.display()),
+        }
+    }
+}
 
 /// Which template `weir new` starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -60,6 +82,7 @@ fn type_name(name: &str) -> String {
 pub fn new(
     name: &str,
     template: Template,
+    lang: Lang,
     parent: &Path,
     sdk: Option<PathBuf>,
 ) -> anyhow::Result<PathBuf> {
@@ -73,6 +96,7 @@ pub fn new(
         );
     }
     let sdk = match sdk.or_else(default_sdk) {
+        _ if lang == Lang::Python => PathBuf::new(),
         Some(sdk) => sdk
             .canonicalize()
             .with_context(|| format!("no weir-sdk at {}", sdk.display()))?,
@@ -98,19 +122,10 @@ pub fn new(
             .replace("{{template}}", template_name)
             .replace("{{sdk}}", &sdk.display().to_string())
     };
-    let lib = match template {
-        Template::Map => MAP_RS,
-        Template::Stateful => STATEFUL_RS,
+    let files = match lang {
+        Lang::Rust => rust_files(template, fill),
+        Lang::Python => python::files(template, fill),
     };
-    let files = [
-        ("Cargo.toml", fill(CARGO_TOML)),
-        ("rust-toolchain.toml", TOOLCHAIN.to_string()),
-        (".cargo/config.toml", fill(CARGO_CONFIG)),
-        (".gitignore", GITIGNORE.to_string()),
-        ("events.ndjson", EVENTS.to_string()),
-        ("README.md", fill(README)),
-        ("src/lib.rs", fill(lib)),
-    ];
     for (path, text) in files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -121,6 +136,26 @@ pub fn new(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(dir)
+}
+
+/// The files of a new Rust crate, placeholders filled by `fill`.
+fn rust_files(template: Template, fill: impl Fn(&str) -> String) -> Vec<(String, String)> {
+    let lib = match template {
+        Template::Map => MAP_RS,
+        Template::Stateful => STATEFUL_RS,
+    };
+    [
+        ("Cargo.toml", fill(CARGO_TOML)),
+        ("rust-toolchain.toml", TOOLCHAIN.to_string()),
+        (".cargo/config.toml", fill(CARGO_CONFIG)),
+        (".gitignore", GITIGNORE.to_string()),
+        ("events.ndjson", EVENTS.to_string()),
+        ("README.md", fill(README)),
+        ("src/lib.rs", fill(lib)),
+    ]
+    .into_iter()
+    .map(|(p, t)| (p.to_string(), t))
+    .collect()
 }
 
 /// The crate name in `dir/Cargo.toml`.
@@ -142,9 +177,20 @@ fn crate_name(dir: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} has no [package] name", manifest.display()))
 }
 
-/// Build the crate in `dir` for wasm32-wasip2 and validate the component.
-/// Returns the component's path.
+/// Build the handler in `dir` (a Rust crate, or a Python project) and
+/// validate the component. Returns the component's path.
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    let wasm = if !dir.join("Cargo.toml").exists() && python::is_project(dir) {
+        python::build(dir)?
+    } else {
+        build_rust(dir)?
+    };
+    describe(&wasm)?;
+    Ok(wasm)
+}
+
+/// Build the crate in `dir` for wasm32-wasip2; returns the component's path.
+fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
     let name = crate_name(dir)?;
     eprintln!("building {} for wasm32-wasip2 (release)", dir.display());
     let status = Command::new("cargo")
@@ -158,9 +204,13 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(|t| dir.join(t))
         .unwrap_or_else(|| dir.join("target"));
-    let wasm = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
+    Ok(target.join(format!("wasm32-wasip2/release/{name}.wasm")))
+}
+
+/// Validate the component at `wasm` and print what it is.
+fn describe(wasm: &Path) -> anyhow::Result<()> {
     let bytes =
-        std::fs::read(&wasm).with_context(|| format!("cargo built no {}", wasm.display()))?;
+        std::fs::read(wasm).with_context(|| format!("the build wrote no {}", wasm.display()))?;
     let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
     let info = inspect(&runtime, &bytes)
         .with_context(|| format!("{} is not a valid handler", wasm.display()))?;
@@ -169,7 +219,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     println!("digest     {}", info.digest);
     println!("exports    {}", info.exports.join(", "));
     println!("imports    {}", info.imports.join(", "));
-    Ok(wasm)
+    Ok(())
 }
 
 /// Options of `weir run`.
@@ -283,14 +333,14 @@ mod tests {
     #[test]
     fn new_refuses_bad_names_and_existing_directories() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(new("Bad Name", Template::Map, dir.path(), None).is_err());
-        let made = new("ok-name", Template::Stateful, dir.path(), None).unwrap();
+        assert!(new("Bad Name", Template::Map, Lang::Rust, dir.path(), None).is_err());
+        let made = new("ok-name", Template::Stateful, Lang::Rust, dir.path(), None).unwrap();
         let lib = std::fs::read_to_string(made.join("src/lib.rs")).unwrap();
         assert!(lib.contains("pub struct OkName;"));
         assert!(!lib.contains("{{"), "every placeholder filled");
         let cargo = std::fs::read_to_string(made.join("Cargo.toml")).unwrap();
         assert!(cargo.contains("name = \"ok-name\"") && cargo.contains("weir-sdk = { path = \"/"));
-        let err = new("ok-name", Template::Map, dir.path(), None).unwrap_err();
+        let err = new("ok-name", Template::Map, Lang::Rust, dir.path(), None).unwrap_err();
         assert!(err.to_string().contains("already exists"));
     }
 }

@@ -14,7 +14,7 @@ const KILLS: usize = 6;
 // EVENTS / chunk / kill_every must reach KILLS.
 const PARTITIONS: u32 = 3;
 
-fn config() -> String {
+fn config(map: &str, counter: &str) -> String {
     format!(
         r#"
 [pipeline]
@@ -41,8 +41,8 @@ subscribe = ["in"]
 outputs = ["counts"]
 config = {{ output_topic = "counts" }}
 "#,
-        map = guest("map").display(),
-        counter = guest("counter").display(),
+        map = guest(map).display(),
+        counter = guest(counter).display(),
     )
 }
 
@@ -70,8 +70,14 @@ fn workload() -> Vec<Value> {
 
 #[test]
 fn every_event_has_exactly_one_disposition_despite_sigkill() {
+    sigkill_scenario("map", "counter");
+}
+
+/// The scenario with the guests `map` and `counter` (or their twins in
+/// another language, see `polyglot.rs`) as the `enrich` and `count` handlers.
+pub(crate) fn sigkill_scenario(map: &str, counter: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut host = Host::start(dir.path(), &config());
+    let mut host = Host::start(dir.path(), &config(map, counter));
     let events = workload();
     let lines: Vec<String> = events.iter().map(Value::to_string).collect();
 

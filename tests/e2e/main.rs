@@ -11,4 +11,5 @@ mod logs;
 mod nats;
 mod newcomer;
 mod operate;
+mod polyglot;
 mod saga;

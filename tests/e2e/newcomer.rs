@@ -27,6 +27,79 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `weir run` over a template's sample events (e1, e2, a duplicate e1, and
+/// e3 whose payload is not an object) succeeded: two outputs, the duplicate
+/// dropped, e3 rejected. Returns the outputs.
+pub(crate) fn check_sample_run(out: &Output) -> Vec<Value> {
+    assert!(out.status.success(), "{}", text(out));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", text(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("e1: duplicate ID") && stderr.contains("e3: reject error"),
+        "{stderr}"
+    );
+    lines
+}
+
+/// Start a host in `dir`, `weir deploy` the component `wasm` from
+/// `project` as `hello` (in -> out), publish the sample events and wait
+/// for the two outputs, each with `payload[field] == value`.
+pub(crate) fn deploy_publish_read(
+    dir: &Path,
+    project: &Path,
+    wasm: &Path,
+    (field, value): (&str, &str),
+) {
+    let host = Host::start(
+        dir,
+        "[topics.in]\npartitions = 2\n[topics.out]\npartitions = 2\n",
+    );
+    let addr = host.base();
+    let out = weir(
+        &[
+            "deploy",
+            "hello",
+            "--component",
+            wasm.to_str().unwrap(),
+            "--subscribe",
+            "in",
+            "--output-topic",
+            "out",
+            "--config",
+            "output_topic=out",
+            "--addr",
+            &addr,
+        ],
+        project,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = weir(
+        &["publish", "in", "events.ndjson", "--addr", &addr],
+        project,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    eventually(Duration::from_secs(60), "the handler's outputs", || {
+        let out = weir(
+            &["tail", "out", "--from-beginning", "--addr", &addr],
+            project,
+        );
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines.len() == 2).then(|| {
+            assert!(
+                lines.iter().all(|l| l["payload"][field] == value),
+                "{lines:?}"
+            );
+        })
+    });
+}
+
 #[test]
 fn new_build_test_run_deploy_publish_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,63 +139,9 @@ fn new_build_test_run_deploy_publish_read() {
         &["run", wasm.to_str().unwrap(), "--events", "events.ndjson"],
         &crate_dir,
     );
-    assert!(out.status.success(), "{}", text(&out));
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{}", text(&out));
+    let lines = check_sample_run(&out);
     assert_eq!(lines[0]["payload"]["handled_by"], "hello-weir");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("e1: duplicate ID") && stderr.contains("e3: reject error"),
-        "{stderr}"
-    );
 
     // Deploy to a running host, publish, read.
-    let host = Host::start(
-        dir.path(),
-        "[topics.in]\npartitions = 2\n[topics.out]\npartitions = 2\n",
-    );
-    let addr = host.base();
-    let out = weir(
-        &[
-            "deploy",
-            "hello",
-            "--component",
-            wasm.to_str().unwrap(),
-            "--subscribe",
-            "in",
-            "--output-topic",
-            "out",
-            "--config",
-            "output_topic=out",
-            "--addr",
-            &addr,
-        ],
-        &crate_dir,
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let out = weir(
-        &["publish", "in", "events.ndjson", "--addr", &addr],
-        &crate_dir,
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    eventually(Duration::from_secs(30), "the handler's outputs", || {
-        let out = weir(
-            &["tail", "out", "--from-beginning", "--addr", &addr],
-            &crate_dir,
-        );
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (lines.len() == 2).then(|| {
-            assert!(
-                lines
-                    .iter()
-                    .all(|l| l["payload"]["handled_by"] == "hello-weir")
-            );
-        })
-    });
+    deploy_publish_read(dir.path(), &crate_dir, &wasm, ("handled_by", "hello-weir"));
 }

@@ -178,7 +178,9 @@ impl Host {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Start-up compiles the config's components before listening: a
+        // Python one takes tens of seconds on a busy machine.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("weir exited early ({status}):\n{}", self.log_text());

@@ -1,7 +1,8 @@
 //! `cargo xtask guests`: build every guest handler in `guests/` as a
 //! wasm32-wasip2 component, convert the guests written in WebAssembly text
 //! (`guests/<name>/module.wat`, a core module, or `component.wat`) to
-//! binaries, and print what was produced.
+//! binaries, build the guests written in Python (`guests/<name>/app.py`,
+//! see [`crate::polyglot`]), and print what was produced.
 //!
 //! Invariant: every artifact ends up in one directory,
 //! `guests/target/wasm32-wasip2/release/<crate_name>.wasm` (crate names with
@@ -34,6 +35,7 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         "cargo build --release --target wasm32-wasip2 (guests/)",
     )?;
     write_text_guests(&guests, &out_dir)?;
+    crate::polyglot::build(root, &out_dir)?;
     print_artifacts(&out_dir)?;
     Ok(out_dir)
 }

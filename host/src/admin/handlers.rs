@@ -102,7 +102,8 @@ pub(super) async fn upload_component(
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                "the component exceeds admin.max_component_bytes",
+                "the component exceeds admin.max_component_bytes; raise it in the host's config \
+                 ([admin] max_component_bytes; Python and JavaScript components are 12-20 MB)",
             )
         } else {
             ApiError::bad_request("bad_body", r.body_text())

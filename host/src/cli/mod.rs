@@ -18,8 +18,9 @@ use clap::{Parser, Subcommand};
 mod client;
 mod operate;
 mod topics;
+mod upload;
 
-pub use crate::author::Template;
+pub use crate::author::{Lang, Template};
 use crate::runtime::Limits;
 use crate::serve::{ServeOptions, serve};
 pub use client::{Client, HostArgs, OutputFormat};
@@ -168,13 +169,16 @@ pub enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
-    /// Scaffold a new handler crate (builds for wasm32-wasip2, has a unit test).
+    /// Scaffold a new handler (a Rust crate, or a Python project), with a unit test.
     New {
         /// Crate and handler name (lowercase, `-` allowed).
         name: String,
         /// Which template.
         #[arg(long, value_enum, default_value_t = Template::Map)]
         template: Template,
+        /// The handler's language.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
         /// Create it under this directory.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -183,8 +187,9 @@ pub enum Command {
         #[arg(long, env = "WEIR_SDK_PATH")]
         sdk: Option<PathBuf>,
     },
-    /// Build the handler crate in DIR for wasm32-wasip2 and validate the
-    /// component: prints its path, size, digest, imports and exports.
+    /// Build the handler in DIR (cargo for Rust, componentize-py for Python)
+    /// and validate the component: prints its path, size, digest, imports
+    /// and exports.
     Build {
         /// The handler crate.
         #[arg(default_value = ".")]
@@ -324,12 +329,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::New {
             name,
             template,
+            lang,
             dir,
             sdk,
         } => {
-            let made = crate::author::new(&name, template, &dir, sdk)?;
+            let made = crate::author::new(&name, template, lang, &dir, sdk)?;
             println!("created {}", made.display());
-            println!("  cd {} && cargo test && weir build", made.display());
+            println!("  {}", lang.next_steps(&made));
             Ok(())
         }
         Command::Build { dir } => crate::author::build(&dir).map(drop),

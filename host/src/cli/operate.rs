@@ -105,7 +105,7 @@ pub fn deploy(client: &Client, name: &str, spec: DeploySpec) -> anyhow::Result<V
     }
     let bytes = std::fs::read(&handler.component)
         .with_context(|| format!("cannot read component {}", handler.component.display()))?;
-    let uploaded = client.post_bytes("/v1/components", &bytes)?;
+    let uploaded = super::upload::component(client, &bytes)?;
     let digest = uploaded["digest"].as_str().unwrap_or_default().to_string();
     eprintln!(
         "uploaded {} ({} bytes) as {digest}",

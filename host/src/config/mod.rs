@@ -210,7 +210,9 @@ impl Default for AdminConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             max_body_bytes: 8 << 20,
-            max_component_bytes: 16 << 20,
+            // Python and JavaScript components (an interpreter inside)
+            // are 12-20 MB; Rust ones well under 1 MB.
+            max_component_bytes: 64 << 20,
             token: None,
             header_read_timeout_ms: 10_000,
             max_connections: 256,

@@ -64,13 +64,16 @@ pub enum InvokeError {
     #[error("handler rejected the event: {0}")]
     Reject(String),
     /// The invocation ran past its CPU deadline and was stopped.
-    #[error("handler exceeded its deadline of {limit_ms} ms and was stopped")]
+    #[error("handler exceeded its deadline of {limit_ms} ms and was stopped (limits.deadline_ms)")]
     Deadline {
         /// The deadline in milliseconds.
         limit_ms: u64,
     },
     /// The instance tried to grow its memory past the limit.
-    #[error("handler exceeded its memory limit of {limit_bytes} bytes")]
+    #[error(
+        "handler exceeded its memory limit of {limit_bytes} bytes (raise limits.memory_bytes; \
+         a Python or JavaScript handler needs about 32 MiB before its own data)"
+    )]
     Memory {
         /// The limit in bytes.
         limit_bytes: u64,

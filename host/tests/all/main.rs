@@ -11,6 +11,7 @@ mod datadir;
 mod deploy;
 mod docs;
 mod pipeline;
+mod polyglot;
 mod runtime;
 mod sandbox;
 mod security;
