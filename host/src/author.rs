@@ -1,7 +1,10 @@
 //! The handler-author commands: `weir new` scaffolds a handler crate from
 //! the template in `sdk/template`, `weir build` builds and validates its
 //! component, and `weir run` runs a component over sample events locally,
-//! with the host's sandbox and limits, no server needed.
+//! with the host's sandbox and limits, no server needed; with `--expect`
+//! it is a contract test ([`expect`]).
+
+mod expect;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -34,6 +37,8 @@ const EVENTS: &str = include_str!("../../sdk/template/events.ndjson");
 const README: &str = include_str!("../../sdk/template/README.md.in");
 const MAP_RS: &str = include_str!("../../sdk/template/map.rs.in");
 const STATEFUL_RS: &str = include_str!("../../sdk/template/stateful.rs.in");
+const EXPECTED_MAP: &str = include_str!("../../sdk/template/expected-map.ndjson.in");
+const EXPECTED_STATEFUL: &str = include_str!("../../sdk/template/expected-stateful.ndjson.in");
 
 /// The SDK this binary was built with, if its sources are still there.
 fn default_sdk() -> Option<PathBuf> {
@@ -98,9 +103,9 @@ pub fn new(
             .replace("{{template}}", template_name)
             .replace("{{sdk}}", &sdk.display().to_string())
     };
-    let lib = match template {
-        Template::Map => MAP_RS,
-        Template::Stateful => STATEFUL_RS,
+    let (lib, expected) = match template {
+        Template::Map => (MAP_RS, EXPECTED_MAP),
+        Template::Stateful => (STATEFUL_RS, EXPECTED_STATEFUL),
     };
     let files = [
         ("Cargo.toml", fill(CARGO_TOML)),
@@ -108,6 +113,7 @@ pub fn new(
         (".cargo/config.toml", fill(CARGO_CONFIG)),
         (".gitignore", GITIGNORE.to_string()),
         ("events.ndjson", EVENTS.to_string()),
+        ("expected.ndjson", fill(expected)),
         ("README.md", fill(README)),
         ("src/lib.rs", fill(lib)),
     ];
@@ -187,6 +193,8 @@ pub struct RunOptions {
     pub outputs: Vec<String>,
     /// Sandbox limits.
     pub limits: Limits,
+    /// Expected outputs (NDJSON): compare, and fail with a diff if they differ.
+    pub expect: Option<PathBuf>,
 }
 
 /// `(field, value)` of a payload in `weir run`'s output: `payload` when
@@ -224,6 +232,15 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let mut instance =
         HandlerInstance::new(&runtime, &component, settings, Arc::new(state.clone()));
+    let expected = match &opts.expect {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(expect::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let mut emitted = Vec::new();
     let (mut seen, mut outputs, mut errors, mut duplicates) = (HashSet::new(), 0, 0, 0);
     let now = crate::clock::now_ms();
     for (offset, e) in incoming.into_iter().enumerate() {
@@ -242,6 +259,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                     let (field, payload) = payload_json(&o.payload);
                     let line = json!({"input": event.id, "index": i, "topic": o.topic, "key": o.key, "headers": o.headers, field: payload});
                     println!("{line}");
+                    emitted.push(line);
                     outputs += 1;
                 }
             }
@@ -266,6 +284,14 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         seen.len() + duplicates
     );
     eprintln!("state: {}", serde_json::to_string(&shown)?);
+    if let (Some(expected), Some(path)) = (expected, &opts.expect) {
+        expect::compare(&expected, &emitted).map_err(|diff| anyhow::anyhow!("{diff}"))?;
+        eprintln!(
+            "contract test passed: {} outputs match {}",
+            emitted.len(),
+            path.display()
+        );
+    }
     Ok(())
 }
 

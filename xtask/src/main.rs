@@ -468,7 +468,7 @@ mod tests {
         &["sync"],
         &["event", "metrics", "clock", "failpoints", "datadir"],
         &["store", "runtime", "cluster"],
-        &["config"],
+        &["config", "schema"],
         &["connector", "fatal"],
         &["pipeline"],
         &["nats"],

@@ -3,7 +3,8 @@
 //! letters), health, readiness and metrics.
 //!
 //! Routes live by subject: [`events`] (topics and events), [`handlers`]
-//! (components, handlers, dead letters), [`cluster`] (`/v1/cluster`),
+//! (components, handlers, dead letters), [`schemas`] (topic schemas),
+//! [`cluster`] (`/v1/cluster`),
 //! [`metrics`] (`/metrics`), [`openapi`]; a new route goes in the file of its subject and is
 //! registered in [`router`]. The listener and its connection limits live in
 //! [`server`].
@@ -21,6 +22,7 @@ pub mod events;
 mod handlers;
 mod metrics;
 mod openapi;
+mod schemas;
 pub mod server;
 
 use std::sync::Arc;
@@ -128,6 +130,15 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route(
             "/topics/{topic}/events",
             get(events::read).post(events::publish),
+        )
+        .route(
+            "/topics/{topic}/schemas",
+            get(schemas::list).put(schemas::register),
+        )
+        .route("/topics/{topic}/schemas/{version}", get(schemas::get))
+        .route(
+            "/topics/{topic}/compatibility",
+            axum::routing::put(schemas::set_compatibility),
         )
         .route(
             "/components",

@@ -8,10 +8,12 @@ use utoipa::{Modify, OpenApi};
 
 use super::events::{EventView, IncomingEvent};
 use super::handlers::{ReplayBody, RewindBody, RollbackBody};
+use super::schemas::{CompatibilityBody, SchemaBody};
 use super::{ErrorBody, ErrorDetail};
 use crate::config::RetryPolicy;
 use crate::handlers::{HandlerSpec, PartitionStatus, RewindTarget};
 use crate::runtime::Limits;
+use crate::schema::Compatibility;
 
 /// The document.
 #[derive(OpenApi)]
@@ -35,10 +37,15 @@ use crate::runtime::Limits;
         super::handlers::replay,
         super::handlers::purge,
         super::cluster::status,
+        super::schemas::register,
+        super::schemas::list,
+        super::schemas::get,
+        super::schemas::set_compatibility,
     ),
     components(schemas(
         IncomingEvent, EventView, HandlerSpec, Limits, RetryPolicy, RewindTarget, RewindBody,
-        RollbackBody, ReplayBody, PartitionStatus, ErrorBody, ErrorDetail
+        RollbackBody, ReplayBody, PartitionStatus, ErrorBody, ErrorDetail, SchemaBody,
+        CompatibilityBody, Compatibility
     )),
     modifiers(&BearerToken),
     security(("bearer" = []))

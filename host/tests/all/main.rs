@@ -6,6 +6,7 @@
 mod admin;
 mod api;
 mod common;
+mod contracts;
 mod datadir;
 mod docs;
 mod pipeline;
