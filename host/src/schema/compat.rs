@@ -191,10 +191,7 @@ impl<'a> Comparer<'a> {
             Some(a_types) => {
                 let lost: Vec<&String> = a_types
                     .iter()
-                    .filter(|t| {
-                        !b_types.contains(*t)
-                            && !(t.as_str() == "integer" && b_types.contains("number"))
-                    })
+                    .filter(|t| !admitted_by(t, &b_types))
                     .collect();
                 if !lost.is_empty() {
                     self.report(
@@ -225,7 +222,7 @@ impl<'a> Comparer<'a> {
                 at,
                 format!(
                     "enum {} in {} where {} admits any value",
-                    Value::Array(b_values).to_string(),
+                    Value::Array(b_values),
                     self.b,
                     self.a
                 ),
@@ -357,6 +354,12 @@ fn type_set(schema: &Map<String, Value>) -> Option<BTreeSet<String>> {
         ),
         _ => None,
     }
+}
+
+/// Whether values of JSON type `kind` are among `types` (an integer is a
+/// number).
+fn admitted_by(kind: &str, types: &BTreeSet<String>) -> bool {
+    types.contains(kind) || (kind == "integer" && types.contains("number"))
 }
 
 /// Whether the schema may admit values of JSON type `kind`.
