@@ -1,8 +1,11 @@
 //! The handler-author commands: `weir new` scaffolds a handler crate from
 //! the template in `sdk/template`, `weir build` builds and validates its
 //! component, and `weir run` runs a component over sample events locally,
-//! with the host's sandbox and limits, no server needed. Handlers in
-//! Python are projects of [`python`].
+//! with the host's sandbox and limits, no server needed; with `--expect`
+//! it is a contract test ([`expect`]). Handlers in Python are projects of
+//! [`python`].
+
+mod expect;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -56,6 +59,8 @@ const EVENTS: &str = include_str!("../../sdk/template/events.ndjson");
 const README: &str = include_str!("../../sdk/template/README.md.in");
 const MAP_RS: &str = include_str!("../../sdk/template/map.rs.in");
 const STATEFUL_RS: &str = include_str!("../../sdk/template/stateful.rs.in");
+const EXPECTED_MAP: &str = include_str!("../../sdk/template/expected-map.ndjson.in");
+const EXPECTED_STATEFUL: &str = include_str!("../../sdk/template/expected-stateful.ndjson.in");
 
 /// The SDK this binary was built with, if its sources are still there.
 fn default_sdk() -> Option<PathBuf> {
@@ -140,9 +145,9 @@ pub fn new(
 
 /// The files of a new Rust crate, placeholders filled by `fill`.
 fn rust_files(template: Template, fill: impl Fn(&str) -> String) -> Vec<(String, String)> {
-    let lib = match template {
-        Template::Map => MAP_RS,
-        Template::Stateful => STATEFUL_RS,
+    let (lib, expected) = match template {
+        Template::Map => (MAP_RS, EXPECTED_MAP),
+        Template::Stateful => (STATEFUL_RS, EXPECTED_STATEFUL),
     };
     [
         ("Cargo.toml", fill(CARGO_TOML)),
@@ -150,6 +155,7 @@ fn rust_files(template: Template, fill: impl Fn(&str) -> String) -> Vec<(String,
         (".cargo/config.toml", fill(CARGO_CONFIG)),
         (".gitignore", GITIGNORE.to_string()),
         ("events.ndjson", EVENTS.to_string()),
+        ("expected.ndjson", fill(expected)),
         ("README.md", fill(README)),
         ("src/lib.rs", fill(lib)),
     ]
@@ -237,6 +243,8 @@ pub struct RunOptions {
     pub outputs: Vec<String>,
     /// Sandbox limits.
     pub limits: Limits,
+    /// Expected outputs (NDJSON): compare, and fail with a diff if they differ.
+    pub expect: Option<PathBuf>,
 }
 
 /// `(field, value)` of a payload in `weir run`'s output: `payload` when
@@ -274,6 +282,15 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let mut instance =
         HandlerInstance::new(&runtime, &component, settings, Arc::new(state.clone()));
+    let expected = match &opts.expect {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(expect::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let mut emitted = Vec::new();
     let (mut seen, mut outputs, mut errors, mut duplicates) = (HashSet::new(), 0, 0, 0);
     let now = crate::clock::now_ms();
     for (offset, e) in incoming.into_iter().enumerate() {
@@ -292,6 +309,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                     let (field, payload) = payload_json(&o.payload);
                     let line = json!({"input": event.id, "index": i, "topic": o.topic, "key": o.key, "headers": o.headers, field: payload});
                     println!("{line}");
+                    emitted.push(line);
                     outputs += 1;
                 }
             }
@@ -316,6 +334,14 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         seen.len() + duplicates
     );
     eprintln!("state: {}", serde_json::to_string(&shown)?);
+    if let (Some(expected), Some(path)) = (expected, &opts.expect) {
+        expect::compare(&expected, &emitted).map_err(|diff| anyhow::anyhow!("{diff}"))?;
+        eprintln!(
+            "contract test passed: {} outputs match {}",
+            emitted.len(),
+            path.display()
+        );
+    }
     Ok(())
 }
 

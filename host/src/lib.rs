@@ -4,7 +4,7 @@
 //! The modules are layered, dependencies pointing down only (see
 //! `docs/architecture.md`): foundations ([`event`], [`metrics`],
 //! [`datadir`], [`logging`], [`store`],
-//! [`runtime`], [`cluster`]), then [`config`], the [`connector`] interface and the
+//! [`runtime`], [`cluster`]), then [`config`] and topic [`schema`]s, the [`connector`] interface and the
 //! [`fatal`] error, the [`pipeline`] with the commit protocol
 //! ([`pipeline::commit`]), the [`nats`] connector, [`handlers`], the
 //! [`admin`] API, and the `weir` binary's [`cli`].
@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod nats;
 pub mod pipeline;
 pub mod runtime;
+pub mod schema;
 pub(crate) mod serve;
 pub mod store;
 mod sync;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod console;
+mod contracts;
 mod crash;
 mod disk;
 mod examples;

@@ -484,7 +484,7 @@ mod tests {
             "logging",
         ],
         &["store", "runtime", "cluster"],
-        &["config"],
+        &["config", "schema"],
         &["connector", "fatal"],
         &["pipeline"],
         &["nats"],

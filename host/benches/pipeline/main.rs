@@ -9,7 +9,8 @@
 //!    fixed offered load; 4. duplicates; 5. NATS: a hand-written async-nats
 //!    loop against Weir's source and sink; 6. footprint of the `weir` binary
 //!    with 1 and 100 handlers; 7. the cost of durability to the platter
-//!    (`[store] durability` = `power-cut` against `process-crash-only`).
+//!    (`[store] durability` = `power-cut` against `process-crash-only`);
+//!    8. the cost of topic schemas per event (`schemas.rs`).
 //!
 //! Prints a table, writes `target/bench/results.json` and renders
 //! `docs/bench-throughput.svg` and `docs/bench-latency.svg`.
@@ -22,6 +23,7 @@
 mod footprint;
 mod nats;
 mod plot;
+mod schemas;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -360,7 +362,7 @@ fn component(components: &ComponentStore, wasm: &[u8]) -> LoadedComponent {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only throughput,latency,duplicates,nats,footprint,durability`: run some rows.
+    // `--only throughput,latency,duplicates,nats,footprint,durability,schemas`: run some rows.
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
@@ -516,6 +518,11 @@ fn main() {
     // Row 7: what durability to the platter costs.
     if runs("durability") {
         results.insert("durability".into(), durability_rows(&runtime, &wasm, quick));
+    }
+
+    // Row 8: topic schemas.
+    if runs("schemas") {
+        results.insert("schemas".into(), schemas::run(&runtime, &wasm, quick));
     }
 
     // Row 5: NATS.

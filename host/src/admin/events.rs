@@ -162,6 +162,7 @@ pub fn to_record(e: IncomingEvent, now_ms: u64) -> Result<LogRecord, String> {
         (status = 409, description = "The topic is bound to NATS (`topic_bound_to_nats`)", body = ErrorBody),
         (status = 413, description = "Body over `admin.max_body_bytes` (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "Content-Type is not `application/json` or `application/x-ndjson` (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "A payload fails the topic's schema (`schema_violation`: each failing event's position, ID and JSON pointer); nothing written", body = ErrorBody),
         (status = 500, description = "The store failed (`store_error`); nothing acknowledged", body = ErrorBody)))]
 pub(super) async fn publish(
     State(state): State<AppState>,
@@ -210,6 +211,7 @@ pub(super) async fn publish(
             record,
         });
     }
+    super::schemas::check_appends(&state, &appends)?;
     let ids: Vec<String> = appends.iter().map(|a| a.record.id.clone()).collect();
     let store = state.store.clone();
     let write = Write {

@@ -3,9 +3,10 @@
 //! letters), health, readiness and metrics.
 //!
 //! Routes live by subject: [`events`] (topics and events), [`handlers`]
-//! (components, handlers, dead letters), [`cluster`] (`/v1/cluster`),
-//! [`metrics`] (`/metrics`), [`history`] (`/v1/history`, the sampled recent
-//! past), [`openapi`]; a new route goes in the file of its subject and is
+//! (components, handlers, dead letters), [`schemas`] (topic schemas),
+//! [`cluster`] (`/v1/cluster`), [`metrics`] (`/metrics`), [`history`]
+//! (`/v1/history`, the sampled recent past), [`openapi`]; a new route goes in
+//! the file of its subject and is
 //! registered in [`router`]. The listener and its connection limits live in
 //! [`server`]; the operator console at `/ui` (static pages that call `/v1`)
 //! in [`console`].
@@ -25,6 +26,7 @@ mod handlers;
 pub mod history;
 mod metrics;
 mod openapi;
+mod schemas;
 pub mod server;
 
 use std::sync::Arc;
@@ -136,6 +138,15 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route(
             "/topics/{topic}/events",
             get(events::read).post(events::publish),
+        )
+        .route(
+            "/topics/{topic}/schemas",
+            get(schemas::list).put(schemas::register),
+        )
+        .route("/topics/{topic}/schemas/{version}", get(schemas::get))
+        .route(
+            "/topics/{topic}/compatibility",
+            axum::routing::put(schemas::set_compatibility),
         )
         .route(
             "/components",

@@ -9,10 +9,12 @@ use utoipa::{Modify, OpenApi};
 use super::events::{EventView, IncomingEvent};
 use super::handlers::{PurgeBody, ReplayBody, RewindBody, RollbackBody};
 use super::history::{HandlerHistory, HistoryAnswer, HistoryPoint};
+use super::schemas::{CompatibilityBody, SchemaBody};
 use super::{ErrorBody, ErrorDetail};
 use crate::config::RetryPolicy;
 use crate::handlers::{HandlerSpec, PartitionStatus, RewindTarget};
 use crate::runtime::Limits;
+use crate::schema::Compatibility;
 
 /// The document.
 #[derive(OpenApi)]
@@ -37,11 +39,15 @@ use crate::runtime::Limits;
         super::handlers::purge,
         super::cluster::status,
         super::history::history,
+        super::schemas::register,
+        super::schemas::list,
+        super::schemas::get,
+        super::schemas::set_compatibility,
     ),
     components(schemas(
         IncomingEvent, EventView, HandlerSpec, Limits, RetryPolicy, RewindTarget, RewindBody,
         RollbackBody, ReplayBody, PurgeBody, PartitionStatus, ErrorBody, ErrorDetail,
-        HistoryAnswer, HandlerHistory, HistoryPoint
+        HistoryAnswer, HandlerHistory, HistoryPoint, SchemaBody, CompatibilityBody, Compatibility
     )),
     modifiers(&BearerToken),
     security(("bearer" = []))

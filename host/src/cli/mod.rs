@@ -5,7 +5,7 @@
 //! running host over its HTTP API: [`client`] (the HTTP client and how to
 //! reach a host), [`topics`] (`publish`, `tail`), [`operate`] (`deploy`,
 //! `handlers`, `rollback`, `pause`, `resume`, `rewind`, `dlq`, `status`,
-//! `cluster status`).
+//! `cluster status`), [`schema`] (`schema register|ls|show|compatibility`).
 //! Progress and summaries go to stderr; data (tailed events, `--output
 //! json`) to stdout.
 
@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod operate;
+mod schema;
 mod topics;
 mod upload;
 
@@ -169,6 +170,15 @@ pub enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
+    /// Topic schemas: register, list, show versions; set compatibility.
+    Schema {
+        /// What to do.
+        #[command(subcommand)]
+        command: schema::SchemaCommand,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
     /// Scaffold a new handler (a Rust crate, or a Python project), with a unit test.
     New {
         /// Crate and handler name (lowercase, `-` allowed).
@@ -218,6 +228,10 @@ pub enum Command {
         /// Memory limit, bytes.
         #[arg(long, default_value_t = Limits::default().memory_bytes)]
         memory_bytes: u64,
+        /// A contract test: expected outputs (NDJSON, `{{any}}` matches any
+        /// value); exits non-zero with a diff when the outputs differ.
+        #[arg(long)]
+        expect: Option<PathBuf>,
     },
     /// A table of every handler: revision, state, lag, events, dead letters.
     Status {
@@ -322,6 +336,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command, host } => {
             operate::dlq(&Client::for_host(&host), command, host.output)
         }
+        Command::Schema { command, host } => {
+            schema::schema(&Client::for_host(&host), command, host.output)
+        }
         Command::Status { host } => operate::status(&Client::for_host(&host), host.output),
         Command::Cluster { command, host } => {
             operate::cluster(&Client::for_host(&host), command, host.output)
@@ -347,6 +364,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             outputs,
             deadline_ms,
             memory_bytes,
+            expect,
         } => crate::author::run(crate::author::RunOptions {
             component,
             events,
@@ -358,6 +376,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 memory_bytes,
                 ..Limits::default()
             },
+            expect,
         }),
     }
 }

@@ -6,7 +6,10 @@
 //!    batch;
 //! 2. invokes the handler, retrying retryable failures with exponential
 //!    backoff and jitter; when the budget is spent, or the failure is
-//!    deterministic, the event is dead-lettered instead — never both;
+//!    deterministic, the event is dead-lettered instead — never both; an
+//!    output that fails its topic's schema (and an event read from a broker
+//!    that fails its own) is such a failure: the event is dead-lettered
+//!    with the JSON pointer, and none of its outputs or state writes stay;
 //! 3. builds **one atomic write** holding the dedup marks, the handler's
 //!    state writes, the outputs (appended to their topics, with deterministic
 //!    IDs and lineage headers), the dead letters and the new source offsets;
@@ -36,6 +39,7 @@ use std::time::Duration;
 use crate::config::RetryPolicy;
 use crate::event::{Event, Output, partition_for};
 use crate::runtime::InvokeError;
+use crate::schema::Schemas;
 use crate::store::{
     Append, DeadLetter, LogRecord, Store, StoreError, Ticket, Write, decode_u64, encode, keys,
 };
@@ -84,6 +88,8 @@ pub(crate) struct Committer {
     pub(crate) lease: Option<PartitionLease>,
     /// The broker connector, if any.
     pub(crate) connector: Option<Arc<dyn Connector>>,
+    /// Topic schemas: broker-read inputs and every output are checked.
+    pub(crate) schemas: Arc<Schemas>,
 }
 
 /// What one batch will write, accumulated event by event.
@@ -125,7 +131,11 @@ impl Committer {
                 pending.advance(&event);
                 continue;
             }
-            match self.invoke_with_retry(&event, &mut pending)? {
+            let disposition = match self.input_violation(&event)? {
+                Some(dead) => Disposition::DeadLettered(dead),
+                None => self.invoke_with_retry(&event, &mut pending)?,
+            };
+            match disposition {
                 Disposition::Handled(outputs) => self.add_outputs(&mut pending, &event, outputs)?,
                 Disposition::DeadLettered(dead) => {
                     self.stats.record_dead_letter();
@@ -260,7 +270,10 @@ impl Committer {
         let mut attempt = 1;
         loop {
             let started = std::time::Instant::now();
-            let result = self.instance.invoke(event);
+            let schemas = self.schemas.clone();
+            let result = self
+                .instance
+                .invoke_checked(event, &|outputs| check_outputs(&schemas, outputs));
             self.stats.record_invocation(started.elapsed());
             let error = match result {
                 Ok(outputs) => return Ok(Disposition::Handled(outputs)),
@@ -290,6 +303,38 @@ impl Committer {
             }
             attempt += 1;
         }
+    }
+
+    /// An event read from a broker whose payload fails its topic's schema
+    /// becomes a dead letter without running the handler (events of the
+    /// embedded log were checked when they were appended).
+    fn input_violation(&self, event: &Event) -> Result<Option<DeadLetter>, Fatal> {
+        if !self
+            .connector
+            .as_ref()
+            .is_some_and(|c| c.binds(&event.topic))
+        {
+            return Ok(None);
+        }
+        let verdict = self
+            .schemas
+            .check(&event.topic, &event.payload)
+            .map_err(|e| Fatal::Host(format!("schema registry: {e}")))?;
+        let Err(violation) = verdict else {
+            return Ok(None);
+        };
+        let error =
+            InvokeError::SchemaViolation(format!("event from topic `{}` {violation}", event.topic));
+        self.stats.record_error(error.kind());
+        tracing::warn!(handler = %self.plan.name, partition = self.partition, id = %event.id,
+            error = %error, "dead-lettering event that fails its topic's schema");
+        Ok(Some(DeadLetter {
+            event: event.clone(),
+            kind: error.kind().to_string(),
+            error: error.to_string(),
+            attempts: 0,
+            at_ms: now_ms(),
+        }))
     }
 
     /// Sleep unless shutdown is requested; returns false if it was.
@@ -468,6 +513,24 @@ impl Committer {
         }
         Ok(())
     }
+}
+
+/// Refuse outputs whose payload fails the schema of their topic: the
+/// event is then dead-lettered with the pointer, and none of its outputs
+/// or state writes are committed.
+fn check_outputs(schemas: &Schemas, outputs: &[Output]) -> Result<(), InvokeError> {
+    for (index, out) in outputs.iter().enumerate() {
+        let verdict = schemas
+            .check(&out.topic, &out.payload)
+            .map_err(|e| InvokeError::Host(format!("schema registry: {e}")))?;
+        if let Err(violation) = verdict {
+            return Err(InvokeError::SchemaViolation(format!(
+                "output {index} to topic `{}` {violation}",
+                out.topic
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Pending {

@@ -33,6 +33,7 @@ pub(super) struct LoopContext {
     pub(super) cluster: Option<ClusterSettings>,
     pub(super) grants: lease::Grants,
     pub(super) cluster_stats: Arc<ClusterStats>,
+    pub(super) schemas: Arc<crate::schema::Schemas>,
 }
 
 /// Where one subscribed topic's events come from.
@@ -126,6 +127,7 @@ impl LoopContext {
             max_dead_letters: self.settings.max_dead_letters,
             lease,
             connector: self.connector.clone(),
+            schemas: self.schemas.clone(),
         };
         let linger = Duration::from_millis(self.settings.linger_ms);
         while !self.shutdown.load(Ordering::SeqCst)

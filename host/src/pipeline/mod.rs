@@ -42,6 +42,7 @@ use crate::metrics::{ClusterStats, HandlerStats};
 use crate::runtime::{
     HandlerInstance, HandlerSettings, InvokeError, LoadedComponent, Runtime, StateWrites,
 };
+use crate::schema::Schemas;
 use crate::store::Store;
 use crate::sync::lock;
 
@@ -77,6 +78,17 @@ impl From<LoadedComponent> for HandlerCode {
 /// Runs one event through a handler; its state writes are taken per batch.
 pub(crate) trait Invoke {
     fn invoke(&mut self, event: &Event) -> Result<Vec<Output>, InvokeError>;
+    /// Run one event; `accept` may refuse its outputs, and then none of the
+    /// event's effects (outputs, state writes) join the batch.
+    fn invoke_checked(
+        &mut self,
+        event: &Event,
+        accept: &dyn Fn(&[Output]) -> Result<(), InvokeError>,
+    ) -> Result<Vec<Output>, InvokeError> {
+        let outputs = self.invoke(event)?;
+        accept(&outputs)?;
+        Ok(outputs)
+    }
     fn take_batch_writes(&mut self) -> StateWrites;
     /// Bytes of state writes held for the batch so far.
     fn batch_state_bytes(&self) -> u64 {
@@ -91,6 +103,13 @@ pub(crate) trait Invoke {
 impl Invoke for HandlerInstance {
     fn invoke(&mut self, event: &Event) -> Result<Vec<Output>, InvokeError> {
         HandlerInstance::invoke(self, event)
+    }
+    fn invoke_checked(
+        &mut self,
+        event: &Event,
+        accept: &dyn Fn(&[Output]) -> Result<(), InvokeError>,
+    ) -> Result<Vec<Output>, InvokeError> {
+        HandlerInstance::invoke_with(self, event, accept)
     }
     fn take_batch_writes(&mut self) -> StateWrites {
         HandlerInstance::take_batch_writes(self)
@@ -146,6 +165,7 @@ pub struct Pipeline {
     cluster: Option<ClusterSettings>,
     grants: lease::Grants,
     cluster_stats: Arc<ClusterStats>,
+    schemas: Arc<Schemas>,
 }
 
 struct Running {
@@ -189,6 +209,7 @@ impl Pipeline {
         fatal: FatalSender,
     ) -> Self {
         Self {
+            schemas: Arc::new(Schemas::new(store.clone())),
             store,
             runtime: runtime.clone(),
             settings,
@@ -297,6 +318,7 @@ impl Pipeline {
             cluster: self.cluster,
             grants: self.grants.clone(),
             cluster_stats: self.cluster_stats.clone(),
+            schemas: self.schemas.clone(),
         };
         let fatal = self.fatal.clone();
         let what = format!("consumer loop {}/{partition}", plan.name);
@@ -448,6 +470,12 @@ impl Pipeline {
         let stopping = StopHandle(Arc::new(Mutex::new(threads)));
         lock(&self.stopping).insert(handler.to_string(), stopping.clone());
         Some(stopping)
+    }
+
+    /// The topic schemas every loop checks against (the admin API
+    /// registers through this same registry, so its cache stays current).
+    pub fn schemas(&self) -> &Arc<Schemas> {
+        &self.schemas
     }
 
     /// Whether `topic` is read from a broker rather than the embedded log.

@@ -125,6 +125,11 @@ pub enum InvokeError {
     /// An output set a header the host reserves.
     #[error("handler set header `{0}`; names starting with `weir-` are reserved for the host")]
     ReservedHeader(String),
+    /// An output's payload fails the schema of its topic (or the event's
+    /// does, when read from a broker): the pipeline's check, refused like
+    /// any deterministic failure.
+    #[error("{0}")]
+    SchemaViolation(String),
     /// A host-side fault (e.g. the store could not be read). Not the guest's
     /// fault: the pipeline stops instead of dead-lettering.
     #[error("host fault during invocation: {0}")]
@@ -146,6 +151,7 @@ impl InvokeError {
             Self::ReservedHeader(_) => "reserved_header",
             Self::StateTooLarge { .. } => "state_too_large",
             Self::ResourceLimit(_) => "resource_limit",
+            Self::SchemaViolation(_) => "schema_violation",
             Self::Host(_) => "host",
         }
     }
@@ -314,6 +320,18 @@ impl HandlerInstance {
     /// the batch and its outputs are returned; on failure its writes are
     /// discarded, and after a trap the instance is replaced.
     pub fn invoke(&mut self, event: &Event) -> Result<Vec<Output>, InvokeError> {
+        self.invoke_with(event, |_| Ok(()))
+    }
+
+    /// [`HandlerInstance::invoke`], with `accept` judging the outputs
+    /// before the event's state writes join the batch: if it refuses them,
+    /// the writes are discarded as for any failed event and its error is
+    /// returned.
+    pub fn invoke_with(
+        &mut self,
+        event: &Event,
+        accept: impl FnOnce(&[Output]) -> Result<(), InvokeError>,
+    ) -> Result<Vec<Output>, InvokeError> {
         if self.live.is_none() {
             self.live = Some(self.instantiate()?);
         }
@@ -351,6 +369,7 @@ impl HandlerInstance {
             // invocation and `take_batch_writes` clear: they never join the batch.
             Ok(Ok(outputs)) => {
                 let outputs = validate_outputs(&self.settings, outputs)?;
+                accept(&outputs)?;
                 let data = live.store.data_mut();
                 let writes = data.event.take();
                 data.batch.extend(writes);

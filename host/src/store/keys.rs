@@ -81,6 +81,10 @@ pub fn dead_handler(handler: &str) -> Vec<u8> {
 pub fn handler(handler: &str) -> Vec<u8> {
     join(b"h/", &[handler.as_bytes()])
 }
+/// `j/topic`: the topic's schema versions and compatibility mode.
+pub fn schema(topic: &str) -> Vec<u8> {
+    join(b"j/", &[topic.as_bytes()])
+}
 /// `g/handler/<p>`: the last changelog sequence applied (cluster mode).
 pub fn changelog(handler: &str, partition: u32) -> Vec<u8> {
     join(b"g/", &[handler.as_bytes(), &partition.to_be_bytes()])

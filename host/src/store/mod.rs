@@ -19,6 +19,7 @@
 //! | `q/` | handler `/` partition topic `/` offset | event queued for replay |
 //! | `h/` | handler | its record: revisions, active, paused |
 //! | `g/` | handler `/` partition | last changelog sequence applied (cluster mode) |
+//! | `j/` | topic | its schema versions and compatibility mode (`schema::TopicSchemas`) |
 //!
 //! Invariants: offsets in a partition are assigned under one lock, in the
 //! order of `apply_batch`, and never reused: whoever removes records

@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod common;
 mod console;
+mod contracts;
 mod datadir;
 mod deploy;
 mod docs;

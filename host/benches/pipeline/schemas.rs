@@ -1,0 +1,109 @@
+//! Row 8: what topic schemas cost per event. The check alone (parse and
+//! validate the benchmark payload against an order schema: what the event
+//! API and the NATS source add per input event), and the pipeline with the
+//! sandboxed map with and without a schema on its output topic (checked
+//! inside the commit). An input schema on an embedded topic costs the
+//! pipeline nothing: those events were checked when they were appended.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weir::config::PipelineConfig;
+use weir::pipeline::Pipeline;
+use weir::runtime::{ComponentStore, Runtime};
+use weir::schema::Compiled;
+use weir::store::Store;
+
+use super::{PAYLOAD, component, ingest, plan};
+
+fn order_schema(extra: &[&str]) -> Value {
+    let mut properties = json!({
+        "order": {"type": "integer"},
+        "customer": {"type": "string"},
+        "amount_cents": {"type": "integer"},
+        "currency": {"enum": ["EUR", "USD", "GBP"]},
+        "items": {"type": "array", "items": {"type": "object",
+            "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}},
+            "required": ["sku", "qty"]}},
+        "note": {"type": "string"},
+    });
+    for name in extra {
+        properties[*name] = json!({"type": "string"});
+    }
+    json!({"type": "object", "properties": properties,
+        "required": ["order", "customer", "amount_cents", "currency", "items"]})
+}
+
+/// Events/s of the map through the pipeline, batch 100, one partition,
+/// with `out_schema` registered on `out` when given.
+fn pipeline_eps(runtime: &Runtime, wasm: &[u8], n: usize, out_schema: Option<&Value>) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
+    store.ensure_topic("in", 1).expect("topic");
+    store.ensure_topic("out", 1).expect("topic");
+    let ids: Vec<usize> = (0..n).collect();
+    ingest(&store, "in", 1, &ids);
+    let components =
+        ComponentStore::open(dir.path().join("components"), runtime.clone()).expect("components");
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let settings = PipelineConfig {
+        batch_size: 100,
+        linger_ms: 0,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::new(store.clone(), runtime, settings, tx);
+    if let Some(schema) = out_schema {
+        pipeline
+            .schemas()
+            .register("out", schema, None)
+            .expect("schema");
+    }
+    let start = Instant::now();
+    pipeline
+        .run(plan(component(&components, wasm).into()))
+        .expect("run");
+    let stats = pipeline.stats("map");
+    while stats.counts().events < n as u64 {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let elapsed = start.elapsed();
+    pipeline.shutdown();
+    assert_eq!(
+        stats.counts().dead_lettered,
+        0,
+        "the outputs pass the schema"
+    );
+    n as f64 / elapsed.as_secs_f64()
+}
+
+pub fn run(runtime: &Runtime, wasm: &[u8], quick: bool) -> Value {
+    println!(
+        "\n[8] topic schemas: cost per event (order schema, {}-byte payload)",
+        PAYLOAD.len()
+    );
+    let compiled = Compiled::new(1, &order_schema(&[])).expect("schema");
+    let checks = if quick { 20_000 } else { 200_000 };
+    let start = Instant::now();
+    for _ in 0..checks {
+        compiled.check(PAYLOAD.as_bytes()).expect("valid");
+    }
+    let check_us = start.elapsed().as_secs_f64() * 1e6 / checks as f64;
+    println!("check alone (parse + validate): {check_us:.2} µs/event");
+
+    let n = if quick { 20_000 } else { 100_000 };
+    let out_schema = order_schema(&["handled_by", "source_id"]);
+    let without = pipeline_eps(runtime, wasm, n, None);
+    let with = pipeline_eps(runtime, wasm, n, Some(&out_schema));
+    let added_us = (1e6 / with - 1e6 / without).max(0.0);
+    println!(
+        "{:>8} | {:>12} {:>14} | {:>10} {:>9}",
+        "events", "no schema", "output schema", "ratio", "µs/event"
+    );
+    println!(
+        "{n:>8} | {without:>12.0} {with:>14.0} | {:>9.0}% {added_us:>9.2}",
+        100.0 * with / without
+    );
+    json!({"check_us": check_us, "events": n, "batch": 100,
+        "no_schema_eps": without, "output_schema_eps": with, "added_us_per_event": added_us})
+}
