@@ -270,10 +270,10 @@ impl Committer {
         let mut attempt = 1;
         loop {
             let started = std::time::Instant::now();
-            let schemas = self.schemas.clone();
+            let schemas = &self.schemas;
             let result = self
                 .instance
-                .invoke_checked(event, &|outputs| check_outputs(&schemas, outputs));
+                .invoke_checked(event, &|outputs| check_outputs(schemas, outputs));
             self.stats.record_invocation(started.elapsed());
             let error = match result {
                 Ok(outputs) => return Ok(Disposition::Handled(outputs)),
