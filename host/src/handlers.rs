@@ -12,6 +12,13 @@
 //! to keys the loops only add to. A pause tells the loops to stop under the
 //! lock and waits for them after releasing it; starting a handler again
 //! waits for loops still stopping ([`crate::pipeline::StopHandle`]).
+//!
+//! Canary revisions (a revision on a share of the partitions, promoted or
+//! aborted, by hand or on its error rates) are in [`canary`].
+
+mod canary;
+mod contracts;
+mod migrate;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -25,6 +32,11 @@ use crate::fatal::Fatal;
 use crate::pipeline::{HandlerPlan, Pipeline};
 use crate::runtime::{ComponentError, ComponentStore, Digest, HandlerSettings};
 use crate::store::{DeadLetter, Store, StoreError, Write, decode, encode, keys};
+pub use canary::{
+    Canary, CanaryOutcome, CanaryPolicy, CanaryRecord, CanaryRequest, CanaryWindow, SideCounts,
+    canary_partitions,
+};
+pub use migrate::{encode_format_1, migrate_records};
 
 /// Why a handler operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +64,22 @@ pub enum HandlerError {
     /// Loops could not be started.
     #[error(transparent)]
     Pipeline(#[from] Fatal),
+    /// The spec's contracts name a missing schema version or one that does
+    /// not fit the topic's active schema.
+    #[error("contract refused: {0}")]
+    Contract(String),
+    /// A canary request is unusable (share, policy, topics).
+    #[error("invalid canary: {0}")]
+    InvalidCanary(String),
+    /// The handler's state forbids the change now (a canary runs, none
+    /// runs, it is paused).
+    #[error("{message}")]
+    Conflict {
+        /// A stable code for the API.
+        code: &'static str,
+        /// What to do.
+        message: String,
+    },
 }
 
 /// One deployed revision.
@@ -118,6 +146,7 @@ pub struct Handlers {
     components: ComponentStore,
     pipeline: Arc<Pipeline>,
     lock: Mutex<()>,
+    canaries: canary::Canaries,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -136,6 +165,7 @@ impl Handlers {
             components,
             pipeline,
             lock: Mutex::new(()),
+            canaries: canary::Canaries::default(),
         }
     }
 
@@ -204,10 +234,20 @@ impl Handlers {
         });
         if record.active().is_some_and(|r| r.spec == spec) {
             if !record.paused && !self.pipeline.is_running(name) {
-                self.pipeline.run(plan)?;
+                self.run_handler(name, &record)?;
             }
             return Ok((record, false));
         }
+        if let Some(c) = self.canary(name)?.running {
+            return Err(HandlerError::Conflict {
+                code: "canary_running",
+                message: format!(
+                    "handler `{name}` runs revision {} as a canary: promote or abort it before deploying",
+                    c.revision
+                ),
+            });
+        }
+        self.check_contracts(&spec)?;
         let revision = record.revisions.last().map_or(1, |r| r.revision + 1);
         record.revisions.push(Revision {
             revision,
@@ -231,8 +271,8 @@ impl Handlers {
             if record.paused || self.pipeline.is_running(&name) {
                 continue;
             }
-            if let Some(active) = record.active() {
-                self.pipeline.run(self.plan(&name, &active.spec)?)?;
+            if record.active().is_some() {
+                self.run_handler(&name, &record)?;
                 started += 1;
             }
         }
@@ -277,8 +317,8 @@ impl Handlers {
                 None
             };
             self.save(name, &record)?;
-            if !paused && let Some(active) = record.active() {
-                self.pipeline.run(self.plan(name, &active.spec)?)?;
+            if !paused {
+                self.run_handler(name, &record)?;
             }
             (record, stopping)
         };
@@ -296,6 +336,7 @@ impl Handlers {
         self.pipeline.stop(name);
         let mut write = Write::default();
         write.deletes.push(keys::handler(name));
+        write.deletes.push(keys::canary(name));
         for prefix in keys::handler_prefixes(name) {
             for item in self.store.scan_prefix(&prefix) {
                 write.deletes.push(item?.0.to_vec());
@@ -303,6 +344,7 @@ impl Handlers {
         }
         self.store.commit(write, |_| Ok(()))?;
         self.pipeline.forget(name);
+        self.canaries.forget(name);
         tracing::info!(handler = name, "handler deleted");
         Ok(())
     }
@@ -357,7 +399,7 @@ impl Handlers {
         }
         self.store.commit(write, |_| Ok(()))?;
         if was_running {
-            self.pipeline.run(self.plan(name, &spec)?)?;
+            self.run_handler(name, &record)?;
         }
         self.partitions(name)
     }

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use crate::sync::lock;
 
+mod canary;
+pub use canary::CanaryStats;
+
 /// A histogram with fixed bucket bounds, lock-free to record.
 #[derive(Debug)]
 pub struct Histogram {
@@ -126,6 +129,14 @@ pub mod names {
     pub const RUNNING: &str = "weir_handler_running";
     /// Gauge: 1 while an operator has the handler paused.
     pub const PAUSED: &str = "weir_handler_paused";
+    /// Gauge: partitions a canary revision runs on, per `handler` and
+    /// `revision` (no sample without a canary).
+    pub const CANARY_PARTITIONS: &str = "weir_handler_canary_partitions";
+    /// Counter: canaries promoted.
+    pub const CANARY_PROMOTIONS: &str = "weir_handler_canary_promotions_total";
+    /// Counter: canaries aborted, by `reason` (`manual`, `error_rate`,
+    /// `dead_letter_rate`).
+    pub const CANARY_ABORTS: &str = "weir_handler_canary_aborts_total";
     /// Gauge: bytes available to the host on the data directory's filesystem.
     pub const DISK_FREE: &str = "weir_datadir_free_bytes";
     /// Gauge: size in bytes of the data directory's filesystem.
@@ -308,6 +319,9 @@ pub struct HandlerStats {
     commit_seconds: Histogram,
     batch_size: Histogram,
     stream_lag: Mutex<BTreeMap<(String, u32), u64>>,
+    /// The handler's stats, when these are one part's (a canary's): every
+    /// record lands in both.
+    parent: Option<std::sync::Arc<HandlerStats>>,
 }
 
 impl Default for HandlerStats {
@@ -326,6 +340,7 @@ impl Default for HandlerStats {
             commit_seconds: Histogram::new(LATENCY_BUCKETS),
             batch_size: Histogram::new(SIZE_BUCKETS),
             stream_lag: Mutex::new(BTreeMap::new()),
+            parent: None,
         }
     }
 }
@@ -360,46 +375,80 @@ fn get(counter: &AtomicU64) -> u64 {
 }
 
 impl HandlerStats {
+    /// Stats of one part of a handler (a canary's partitions): what is
+    /// recorded here is recorded in `parent` too, so the handler's totals
+    /// stay whole and the part can be compared with the rest.
+    pub fn part_of(parent: std::sync::Arc<HandlerStats>) -> Self {
+        Self {
+            parent: Some(parent),
+            ..Self::default()
+        }
+    }
+
     /// A duplicate was dropped.
     pub fn record_duplicate(&self) {
         add(&self.duplicates, 1);
+        if let Some(parent) = &self.parent {
+            parent.record_duplicate();
+        }
     }
 
     /// One invocation took `took`.
     pub fn record_invocation(&self, took: Duration) {
         add(&self.invocations, 1);
         self.invoke_seconds.observe_duration(took);
+        if let Some(parent) = &self.parent {
+            parent.record_invocation(took);
+        }
     }
 
     /// An invocation failed with an error of `kind`.
     pub fn record_error(&self, kind: &'static str) {
         *lock(&self.errors_by_kind).entry(kind).or_default() += 1;
+        if let Some(parent) = &self.parent {
+            parent.record_error(kind);
+        }
     }
 
     /// A retry was scheduled.
     pub fn record_retry(&self) {
         add(&self.retries, 1);
+        if let Some(parent) = &self.parent {
+            parent.record_retry();
+        }
     }
 
     /// An event was dead-lettered.
     pub fn record_dead_letter(&self) {
         add(&self.dead_letters, 1);
+        if let Some(parent) = &self.parent {
+            parent.record_dead_letter();
+        }
     }
 
     /// The oldest dead letter of a partition was evicted to keep
     /// `pipeline.max_dead_letters`.
     pub fn record_dead_letter_evicted(&self) {
         add(&self.dead_letters_evicted, 1);
+        if let Some(parent) = &self.parent {
+            parent.record_dead_letter_evicted();
+        }
     }
 
     /// `n` outputs were committed.
     pub fn record_outputs(&self, n: u64) {
         add(&self.outputs, n);
+        if let Some(parent) = &self.parent {
+            parent.record_outputs(n);
+        }
     }
 
     /// The guest's log rate limit dropped `n` lines.
     pub fn record_dropped_log_lines(&self, n: u64) {
         add(&self.dropped_log_lines, n);
+        if let Some(parent) = &self.parent {
+            parent.record_dropped_log_lines(n);
+        }
     }
 
     /// A commit of `events` events took `took` (apply + flush).
@@ -407,11 +456,17 @@ impl HandlerStats {
         add(&self.events, events);
         self.commit_seconds.observe_duration(took);
         self.batch_size.observe(events as f64);
+        if let Some(parent) = &self.parent {
+            parent.record_commit(events, took);
+        }
     }
 
     /// Messages of a NATS stream not yet read on `topic`/`partition`.
     pub fn set_stream_lag(&self, topic: &str, partition: u32, lag: u64) {
         lock(&self.stream_lag).insert((topic.to_string(), partition), lag);
+        if let Some(parent) = &self.parent {
+            parent.set_stream_lag(topic, partition, lag);
+        }
     }
 
     /// The last stream lag recorded for `topic`/`partition`.

@@ -28,7 +28,7 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::connector::Connector;
 use crate::fatal::Fatal;
-use crate::handlers::Handlers;
+use crate::handlers::{HandlerError, Handlers};
 use crate::nats::Nats;
 use crate::pipeline::{ClusterSettings, Pipeline};
 use crate::runtime::{ComponentStore, Runtime};
@@ -66,6 +66,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     crate::datadir::open(&data_dir, STORE_DIR)?;
     let store = Arc::new(open_store(&data_dir, config.store.durability)?);
+    crate::handlers::migrate_records(&store).context("cannot migrate the handler records")?;
     for (name, topic) in &config.topics {
         store
             .ensure_topic(name, topic.partitions)
@@ -104,6 +105,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         _ => None,
     };
     let retention = spawn_retention(store.clone(), config.clone());
+    let canaries = spawn_canary_checks(handlers.clone());
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -165,6 +167,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     tracing::info!("draining consumer loops");
     retention.abort();
+    canaries.abort();
     sampler.abort();
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
     // The outbox is durable: a relay stopped mid-publish re-sends on restart.
@@ -295,9 +298,20 @@ fn deploy_config_handlers(config: &Config, handlers: &Handlers) -> anyhow::Resul
                 h.component.display()
             )
         })?;
-        let (record, changed) = handlers
-            .put(name, h.with_component(component.digest.to_string()))
-            .with_context(|| format!("handler `{name}`"))?;
+        let spec = h.with_component(component.digest.to_string());
+        let (record, changed) = match handlers.put(name, spec.clone()) {
+            // The config file deploys another revision: it wins over a canary.
+            Err(HandlerError::Conflict {
+                code: "canary_running",
+                ..
+            }) => {
+                let detail = "the config file deploys another revision at start-up".to_string();
+                handlers.abort_canary(name, "manual", detail)?;
+                handlers.put(name, spec)
+            }
+            other => other,
+        }
+        .with_context(|| format!("handler `{name}`"))?;
         tracing::info!(handler = %name, digest = %component.digest, revision = record.active, changed, "handler loaded");
     }
     Ok(())
@@ -319,6 +333,24 @@ fn spawn_retention(store: Arc<Store>, config: Config) -> tokio::task::JoinHandle
                         Ok(n) => tracing::info!(topic = %name, removed = n, "retention applied"),
                         Err(e) => tracing::error!(topic = %name, error = %e, "retention failed"),
                     }
+                }
+            });
+            let _ = done.await;
+        }
+    })
+}
+
+/// Every second, abort the canaries whose rates exceed their policy
+/// (`handlers/canary.rs`).
+fn spawn_canary_checks(handlers: Arc<Handlers>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let handlers = handlers.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                if let Err(e) = handlers.check_canaries() {
+                    tracing::error!(error = %e, "canary check failed");
                 }
             });
             let _ = done.await;

@@ -13,4 +13,5 @@ mod nats;
 mod newcomer;
 mod operate;
 mod polyglot;
+mod rollout;
 mod saga;

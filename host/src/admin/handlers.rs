@@ -1,6 +1,6 @@
 //! Routes for components and handlers: upload and list components; create,
 //! update, show, list and delete handlers; roll back, pause, resume, rewind;
-//! list, replay and purge dead letters.
+//! list, replay and purge dead letters; start, promote and abort canaries.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,7 +14,9 @@ use super::events::EventView;
 use super::{ApiError, AppState, ErrorBody, require_content_type};
 use crate::fatal::Fatal;
 use crate::handlers::PartitionStatus;
-use crate::handlers::{HandlerError, HandlerRecord, HandlerSpec, Handlers, RewindTarget};
+use crate::handlers::{
+    CanaryRequest, HandlerError, HandlerRecord, HandlerSpec, Handlers, RewindTarget,
+};
 use crate::runtime::ComponentError;
 use crate::store::DeadLetter;
 
@@ -28,6 +30,13 @@ impl From<HandlerError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "no_revision", e.to_string())
             }
             HandlerError::InvalidSpec(_) => Self::bad_request("invalid_spec", e.to_string()),
+            HandlerError::InvalidCanary(_) => Self::bad_request("invalid_canary", e.to_string()),
+            HandlerError::Contract(_) => {
+                Self::new(StatusCode::CONFLICT, "incompatible_contract", e.to_string())
+            }
+            HandlerError::Conflict { code, message } => {
+                Self::new(StatusCode::CONFLICT, code, message)
+            }
             HandlerError::Component(c) => c.into(),
             HandlerError::Store(s) => s.into(),
             HandlerError::Pipeline(p) => {
@@ -152,6 +161,24 @@ fn view(h: &Handlers, name: &str, record: &HandlerRecord) -> Value {
         "lag": lag,
         "dead_letters": dead,
         "counters": stats.counts(),
+        "canary": canary_view(h, name),
+    })
+}
+
+/// The canary part of a handler's view: the one running (with its
+/// counts over the window at the last check) and how the last one ended.
+fn canary_view(h: &Handlers, name: &str) -> Value {
+    let record = h.canary(name).unwrap_or_default();
+    json!({
+        "running": record.running.as_ref().map(|c| json!({
+            "revision": c.revision,
+            "share": c.share,
+            "partitions": c.partitions,
+            "policy": c.policy,
+            "started_at_ms": c.started_at_ms,
+            "window": h.canary_window(name),
+        })),
+        "last": record.last,
     })
 }
 
@@ -421,4 +448,71 @@ pub(super) async fn purge(
     let PurgeBody { ids } = optional_json(&headers, &body)?;
     let n = blocking(&state, move |h| h.purge(&name, ids.as_deref())).await?;
     Ok(Json(json!({"purged": n})))
+}
+
+#[utoipa::path(post, path = "/v1/handlers/{name}/canary", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    request_body = CanaryRequest,
+    responses((status = 201, description = "The canary runs on its share of the partitions; the handler's view", body = Object),
+        (status = 400, description = "`invalid_canary` (share, policy, topics), `invalid_spec` or `component_not_found`", body = ErrorBody),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody),
+        (status = 409, description = "`handler_paused` or `canary_running`", body = ErrorBody)))]
+pub(super) async fn start_canary(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<CanaryRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(request) = body.map_err(|r| {
+        ApiError::bad_request(
+            "invalid_canary",
+            format!(
+                "{}; expected {{\"spec\": {{...}}, \"share\": 1-99, \"policy\": {{\"window_secs\", \"min_events\", \"max_excess_rate\"}}}}",
+                r.body_text()
+            ),
+        )
+    })?;
+    let v = blocking(&state, move |h| {
+        let record = h.start_canary(&name, request)?;
+        Ok(view(h, &name, &record))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({"handler": v}))))
+}
+
+#[utoipa::path(post, path = "/v1/handlers/{name}/canary/promote", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    responses((status = 200, description = "The canary is the active revision on every partition", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody),
+        (status = 409, description = "`no_canary`", body = ErrorBody)))]
+pub(super) async fn promote_canary(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    end_canary(state, name, true).await
+}
+
+/// Promote (`true`) or abort (`false`) the canary.
+async fn end_canary(state: AppState, name: String, promote: bool) -> Result<Json<Value>, ApiError> {
+    let v = blocking(&state, move |h| {
+        let record = if promote {
+            h.promote_canary(&name)?
+        } else {
+            h.abort_canary(&name, "manual", "aborted by an operator".into())?
+        };
+        Ok(view(h, &name, &record))
+    })
+    .await?;
+    Ok(Json(json!({"handler": v})))
+}
+
+#[utoipa::path(post, path = "/v1/handlers/{name}/canary/abort", tag = "handlers",
+    params(("name" = String, Path, description = "Handler name")),
+    responses((status = 200, description = "The active revision runs on every partition again", body = Object),
+        (status = 404, description = "`handler_not_found`", body = ErrorBody),
+        (status = 409, description = "`no_canary`", body = ErrorBody)))]
+pub(super) async fn abort_canary(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    end_canary(state, name, false).await
 }

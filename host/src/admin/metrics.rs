@@ -41,6 +41,7 @@ pub(crate) fn render(
             u8::from(record.paused),
         );
     }
+    canaries(&mut out, handlers, &listed);
     disk(&mut out, store);
     out.family(LAG, "gauge", "Events not yet processed, per partition.");
     for (handler, _) in &listed {
@@ -75,6 +76,26 @@ pub(crate) fn render(
         pipeline.cluster_stats().render(&mut out);
     }
     out.finish()
+}
+
+/// The partitions each running canary holds, and canary outcomes.
+fn canaries(
+    out: &mut Exposition,
+    handlers: &Handlers,
+    listed: &[(String, crate::handlers::HandlerRecord)],
+) {
+    out.family(
+        CANARY_PARTITIONS,
+        "gauge",
+        "Partitions a canary revision runs on (no sample without a canary).",
+    );
+    for (handler, _) in listed {
+        if let Ok(Some(c)) = handlers.canary(handler).map(|r| r.running) {
+            let labels = format!("handler=\"{handler}\",revision=\"{}\"", c.revision);
+            out.sample(CANARY_PARTITIONS, &labels, c.partitions.len());
+        }
+    }
+    handlers.canary_stats().render(out);
 }
 
 /// The lease manager's counts and the partitions owned.

@@ -165,6 +165,15 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/handlers/{name}/pause", post(handlers::pause))
         .route("/handlers/{name}/resume", post(handlers::resume))
         .route("/handlers/{name}/rewind", post(handlers::rewind))
+        .route("/handlers/{name}/canary", post(handlers::start_canary))
+        .route(
+            "/handlers/{name}/canary/promote",
+            post(handlers::promote_canary),
+        )
+        .route(
+            "/handlers/{name}/canary/abort",
+            post(handlers::abort_canary),
+        )
         .route(
             "/handlers/{name}/dead-letters",
             get(handlers::dead_letters).delete(handlers::purge),

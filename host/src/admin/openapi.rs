@@ -12,7 +12,7 @@ use super::history::{HandlerHistory, HistoryAnswer, HistoryPoint};
 use super::schemas::{CompatibilityBody, SchemaBody};
 use super::{ErrorBody, ErrorDetail};
 use crate::config::RetryPolicy;
-use crate::handlers::{HandlerSpec, PartitionStatus, RewindTarget};
+use crate::handlers::{CanaryPolicy, CanaryRequest, HandlerSpec, PartitionStatus, RewindTarget};
 use crate::runtime::Limits;
 use crate::schema::Compatibility;
 
@@ -34,6 +34,9 @@ use crate::schema::Compatibility;
         super::handlers::pause,
         super::handlers::resume,
         super::handlers::rewind,
+        super::handlers::start_canary,
+        super::handlers::promote_canary,
+        super::handlers::abort_canary,
         super::handlers::dead_letters,
         super::handlers::replay,
         super::handlers::purge,
@@ -47,7 +50,8 @@ use crate::schema::Compatibility;
     components(schemas(
         IncomingEvent, EventView, HandlerSpec, Limits, RetryPolicy, RewindTarget, RewindBody,
         RollbackBody, ReplayBody, PurgeBody, PartitionStatus, ErrorBody, ErrorDetail,
-        HistoryAnswer, HandlerHistory, HistoryPoint, SchemaBody, CompatibilityBody, Compatibility
+        HistoryAnswer, HandlerHistory, HistoryPoint, SchemaBody, CompatibilityBody, Compatibility,
+        CanaryRequest, CanaryPolicy
     )),
     modifiers(&BearerToken),
     security(("bearer" = []))

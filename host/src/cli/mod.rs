@@ -5,7 +5,8 @@
 //! running host over its HTTP API: [`client`] (the HTTP client and how to
 //! reach a host), [`topics`] (`publish`, `tail`), [`operate`] (`deploy`,
 //! `handlers`, `rollback`, `pause`, `resume`, `rewind`, `dlq`, `status`,
-//! `cluster status`), [`schema`] (`schema register|ls|show|compatibility`).
+//! `cluster status`), [`schema`] (`schema register|ls|show|compatibility`),
+//! [`canary`] (`deploy --canary`, `canary promote|abort`).
 //! Progress and summaries go to stderr; data (tailed events, `--output
 //! json`) to stdout.
 
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod canary;
 mod client;
 mod operate;
 mod schema;
@@ -105,6 +107,18 @@ pub enum Command {
         /// Handler config `key=value` (repeatable), added to the file's.
         #[arg(long = "config", value_parser = parse_key_value)]
         config: Vec<(String, String)>,
+        /// Deploy as a canary on a share of the partitions.
+        #[command(flatten)]
+        canary: canary::CanaryArgs,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Canary revisions: promote or abort (start one with `deploy --canary`).
+    Canary {
+        /// What to do.
+        #[command(subcommand)]
+        command: canary::CanaryCommand,
         /// The host to talk to.
         #[command(flatten)]
         host: HostArgs,
@@ -301,6 +315,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             subscribe,
             outputs,
             config,
+            canary,
             host,
         } => {
             let spec = operate::DeploySpec {
@@ -310,8 +325,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 outputs,
                 config,
             };
-            let v = operate::deploy(&Client::for_host(&host), &name, spec)?;
+            let client = Client::for_host(&host);
+            if canary.canary.is_some() {
+                let v = canary::deploy(&client, &name, spec, &canary)?;
+                let what = format!("deployed {name} as a canary");
+                return operate::print_handler(&v["handler"], host.output, &what);
+            }
+            let v = operate::deploy(&client, &name, spec)?;
             operate::print_handler(&v["handler"], host.output, &format!("deployed {name}"))
+        }
+        Command::Canary { command, host } => {
+            canary::canary(&Client::for_host(&host), command, host.output)
         }
         Command::Handlers { command, host } => {
             operate::handlers(&Client::for_host(&host), command, host.output)

@@ -75,6 +75,13 @@ pub enum DlqCommand {
 
 /// Upload the component and PUT the handler spec.
 pub fn deploy(client: &Client, name: &str, spec: DeploySpec) -> anyhow::Result<Value> {
+    let body = upload_spec(client, spec)?;
+    client.send("PUT", &format!("/v1/handlers/{name}"), Some(&body))
+}
+
+/// Read the handler file and flags, upload the component, and return the
+/// spec the API takes (naming the component by digest).
+pub fn upload_spec(client: &Client, spec: DeploySpec) -> anyhow::Result<Value> {
     let mut handler: HandlerConfig = match &spec.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -112,8 +119,7 @@ pub fn deploy(client: &Client, name: &str, spec: DeploySpec) -> anyhow::Result<V
         handler.component.display(),
         bytes.len()
     );
-    let body = serde_json::to_value(handler.with_component(digest))?;
-    client.send("PUT", &format!("/v1/handlers/{name}"), Some(&body))
+    Ok(serde_json::to_value(handler.with_component(digest))?)
 }
 
 /// Roll `name` back to `revision`, or to the one before the active one.
@@ -194,6 +200,7 @@ pub fn handlers(
             println!("outputs    {}", spec["outputs"]);
             println!("config     {}", spec["config"]);
             println!("counters   {}", h["counters"]);
+            super::canary::print_canary(&h["canary"]);
             println!(
                 "\n{:<20} {:>9} {:>12} {:>12} {:>8}",
                 "TOPIC", "PARTITION", "COMMITTED", "HEAD", "LAG"

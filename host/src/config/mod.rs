@@ -19,6 +19,9 @@ use crate::runtime::Limits;
 use crate::store::Durability;
 
 mod check;
+mod contracts;
+
+pub use contracts::Contracts;
 
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +335,10 @@ pub struct HandlerSpec<C = String> {
     /// Key/value config the handler reads through `weir:handler/config`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// The schema versions it reads and writes, checked at deploy against
+    /// the topics' active schemas (docs/contracts.md).
+    #[serde(default)]
+    pub contracts: Contracts,
 }
 
 /// A handler as the config file declares it: its component by path.
@@ -355,6 +362,7 @@ impl<C> HandlerSpec<C> {
             retry: RetryPolicy::default(),
             dedup_window: DEFAULT_DEDUP_WINDOW,
             config: BTreeMap::new(),
+            contracts: Contracts::default(),
         }
     }
 
@@ -368,6 +376,7 @@ impl<C> HandlerSpec<C> {
             retry: self.retry,
             dedup_window: self.dedup_window,
             config: self.config.clone(),
+            contracts: self.contracts.clone(),
         }
     }
 
@@ -390,6 +399,9 @@ impl<C> HandlerSpec<C> {
         if self.dedup_window == 0 {
             return Err(("dedup_window".into(), "must be at least 1".into()));
         }
+        self.contracts
+            .check(&self.subscribe, &self.outputs)
+            .map_err(|(k, m)| (format!("contracts.{k}"), m))?;
         Ok(())
     }
 }

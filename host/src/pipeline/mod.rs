@@ -28,7 +28,7 @@ pub use lease::ClusterSettings;
 
 use consumer::LoopContext;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -166,10 +166,24 @@ pub struct Pipeline {
     grants: lease::Grants,
     cluster_stats: Arc<ClusterStats>,
     schemas: Arc<Schemas>,
+    /// The counters of each handler's canary, a part of its own.
+    canary_stats: Mutex<BTreeMap<String, Arc<HandlerStats>>>,
+}
+
+/// A canary: another revision of the handler, run on some of its
+/// partitions while the plan given with it runs on the rest.
+#[derive(Debug, Clone)]
+pub struct CanaryRun {
+    /// The canary revision's plan (same handler name and topics).
+    pub plan: HandlerPlan,
+    /// The partitions it runs on.
+    pub partitions: BTreeSet<u32>,
 }
 
 struct Running {
     plan: Arc<HandlerPlan>,
+    /// The canary's plan and partitions, if one runs.
+    canary: Option<(Arc<HandlerPlan>, BTreeSet<u32>)>,
     shutdown: Arc<AtomicBool>,
     /// One loop per partition run here.
     threads: Vec<(u32, JoinHandle<()>)>,
@@ -221,6 +235,7 @@ impl Pipeline {
             cluster: None,
             grants: Arc::default(),
             cluster_stats: Arc::default(),
+            canary_stats: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -259,11 +274,23 @@ impl Pipeline {
     /// clustered handler's loops start only for the partitions whose lease
     /// this host holds.
     pub fn run(&self, plan: HandlerPlan) -> Result<(), Fatal> {
+        self.run_with_canary(plan, None)
+    }
+
+    /// [`Pipeline::run`], with `canary`'s plan on its partitions instead
+    /// of `plan`'s. The canary's loops record into
+    /// [`Pipeline::canary_stats`], a part of the handler's stats.
+    pub fn run_with_canary(
+        &self,
+        plan: HandlerPlan,
+        canary: Option<CanaryRun>,
+    ) -> Result<(), Fatal> {
         self.stop(&plan.name);
         if let Some(stopping) = lock(&self.stopping).remove(&plan.name) {
             stopping.wait();
         }
         let plan = Arc::new(plan);
+        let canary = canary.map(|c| (Arc::new(c.plan), c.partitions));
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut partitions = 0;
         for topic in &plan.subscribe {
@@ -282,20 +309,38 @@ impl Pipeline {
             } else {
                 continue;
             };
+            let (loop_plan, stats) = self.plan_for(&plan, canary.as_ref(), partition);
             threads.push((
                 partition,
-                self.spawn_loop(&plan, partition, &shutdown, lease)?,
+                self.spawn_loop(&loop_plan, partition, &shutdown, lease, stats)?,
             ));
         }
         lock(&self.running).insert(
             plan.name.clone(),
             Running {
                 plan,
+                canary,
                 shutdown,
                 threads,
             },
         );
         Ok(())
+    }
+
+    /// The plan a loop of `partition` runs, and the stats it records
+    /// into: the canary's on its partitions, the handler's elsewhere.
+    fn plan_for(
+        &self,
+        plan: &Arc<HandlerPlan>,
+        canary: Option<&(Arc<HandlerPlan>, BTreeSet<u32>)>,
+        partition: u32,
+    ) -> (Arc<HandlerPlan>, Arc<HandlerStats>) {
+        match canary {
+            Some((canary, partitions)) if partitions.contains(&partition) => {
+                (canary.clone(), self.canary_stats(&plan.name))
+            }
+            _ => (plan.clone(), self.stats(&plan.name)),
+        }
     }
 
     fn spawn_loop(
@@ -304,6 +349,7 @@ impl Pipeline {
         partition: u32,
         shutdown: &Arc<AtomicBool>,
         lease: Option<lease::LoopLease>,
+        stats: Arc<HandlerStats>,
     ) -> Result<JoinHandle<()>, Fatal> {
         let ctx = LoopContext {
             store: self.store.clone(),
@@ -313,7 +359,7 @@ impl Pipeline {
             connector: self.connector.clone(),
             settings: self.settings,
             shutdown: shutdown.clone(),
-            stats: self.stats(&plan.name),
+            stats,
             lease,
             cluster: self.cluster,
             grants: self.grants.clone(),
@@ -399,8 +445,9 @@ impl Pipeline {
         let Some(lease) = self.loop_lease(&key.handler, key.partition) else {
             return Ok(());
         };
-        let (plan, shutdown) = (r.plan.clone(), r.shutdown.clone());
-        let thread = self.spawn_loop(&plan, key.partition, &shutdown, Some(lease))?;
+        let (plan, stats) = self.plan_for(&r.plan, r.canary.as_ref(), key.partition);
+        let shutdown = r.shutdown.clone();
+        let thread = self.spawn_loop(&plan, key.partition, &shutdown, Some(lease), stats)?;
         r.threads.push((key.partition, thread));
         Ok(())
     }
@@ -499,6 +546,23 @@ impl Pipeline {
     /// Forget `handler`'s counters (after it was deleted).
     pub fn forget(&self, handler: &str) {
         lock(&self.stats).remove(handler);
+        self.forget_canary(handler);
+    }
+
+    /// The counters of `handler`'s canary loops: a part of
+    /// [`Pipeline::stats`] (what they record counts there too), kept until
+    /// [`Pipeline::forget_canary`].
+    pub fn canary_stats(&self, handler: &str) -> Arc<HandlerStats> {
+        let parent = self.stats(handler);
+        lock(&self.canary_stats)
+            .entry(handler.to_string())
+            .or_insert_with(|| Arc::new(HandlerStats::part_of(parent)))
+            .clone()
+    }
+
+    /// Start `handler`'s next canary's counters from zero.
+    pub fn forget_canary(&self, handler: &str) {
+        lock(&self.canary_stats).remove(handler);
     }
 
     /// Stop every handler after its current batch; wait for them.

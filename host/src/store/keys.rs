@@ -81,6 +81,14 @@ pub fn dead_handler(handler: &str) -> Vec<u8> {
 pub fn handler(handler: &str) -> Vec<u8> {
     join(b"h/", &[handler.as_bytes()])
 }
+/// `k/handler`: its canary, running and last ended (`handlers::CanaryRecord`).
+pub fn canary(handler: &str) -> Vec<u8> {
+    join(b"k/", &[handler.as_bytes()])
+}
+/// `m/records`: the format of the handler records (`handlers/migrate.rs`).
+pub fn records_format() -> Vec<u8> {
+    b"m/records".to_vec()
+}
 /// `j/topic`: the topic's schema versions and compatibility mode.
 pub fn schema(topic: &str) -> Vec<u8> {
     join(b"j/", &[topic.as_bytes()])

@@ -18,6 +18,8 @@
 //! | `x/` | handler `/` topic `/` partition offset | [`DeadLetter`] |
 //! | `q/` | handler `/` partition topic `/` offset | event queued for replay |
 //! | `h/` | handler | its record: revisions, active, paused |
+//! | `m/` | `records` | the handler records' data format (u32), written by their migration |
+//! | `k/` | handler | its canary: the revision, partitions and abort policy running, the last outcome |
 //! | `g/` | handler `/` partition | last changelog sequence applied (cluster mode) |
 //! | `j/` | topic | its schema versions and compatibility mode (`schema::TopicSchemas`) |
 //!

@@ -45,7 +45,7 @@ async fn call_with(
     (status, value)
 }
 
-async fn call(
+pub(crate) async fn call(
     host: &TestHost,
     method: &str,
     uri: &str,
@@ -58,7 +58,7 @@ fn host() -> TestHost {
     TestHost::new(&[("in", 2), ("out", 2)])
 }
 
-async fn upload(host: &TestHost, name: &str) -> String {
+pub(crate) async fn upload(host: &TestHost, name: &str) -> String {
     let (status, v) = call(host, "POST", "/v1/components", guest(name)).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     v["digest"].as_str().unwrap().to_string()
@@ -432,6 +432,9 @@ async fn the_openapi_document_describes_every_v1_route() {
         ("/v1/handlers/{name}/pause", &["post"]),
         ("/v1/handlers/{name}/resume", &["post"]),
         ("/v1/handlers/{name}/rewind", &["post"]),
+        ("/v1/handlers/{name}/canary", &["post"]),
+        ("/v1/handlers/{name}/canary/promote", &["post"]),
+        ("/v1/handlers/{name}/canary/abort", &["post"]),
         ("/v1/handlers/{name}/dead-letters", &["get", "delete"]),
         ("/v1/handlers/{name}/dead-letters/replay", &["post"]),
         ("/v1/cluster", &["get"]),

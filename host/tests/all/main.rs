@@ -13,6 +13,7 @@ mod deploy;
 mod docs;
 mod pipeline;
 mod polyglot;
+mod rollout;
 mod runtime;
 mod sandbox;
 mod security;

@@ -101,6 +101,18 @@ async function handlerPage(main, name, id) {
       return (paused ? 'Resumed ' : 'Paused ') + name;
     });
   };
+  const canaryAction = (verb) => {
+    const c = v.canary.running;
+    const text = verb === 'promote'
+      ? 'Promote canary r' + c.revision + ' of ' + name + ': it becomes the active revision on every partition, switching at a batch boundary; nothing is lost or processed twice.'
+      : 'Abort canary r' + c.revision + ' of ' + name + ': the active revision r' + v.revision + ' takes partition ' + c.partitions.join(', ') +
+        ' back at a batch boundary; the state the canary wrote there stays. Its dead letters stay too (replay them after).';
+    const title = (verb === 'promote' ? 'Promote' : 'Abort') + ' canary r' + c.revision + '?';
+    confirmed(title, text, verb === 'promote' ? 'Promote' : 'Abort canary', async () => {
+      await api('POST', path + '/canary/' + verb);
+      return (verb === 'promote' ? 'Promoted' : 'Aborted') + ' canary r' + c.revision + ' of ' + name;
+    });
+  };
   const rollback = (revision) => {
     const target = v.revisions.find((r) => r.revision === revision);
     const next = Math.max(...v.revisions.map((r) => r.revision)) + 1;
@@ -206,13 +218,19 @@ async function handlerPage(main, name, id) {
   const render = () => {
     status.replaceChildren(h('span', { class: 'badge ' + v.state }, v.state), ' revision r' + v.revision + ' · component ', h('code', {}, short(v.spec && v.spec.component)),
       ' · lag ' + num(v.lag) + ' · dead letters ' + num(v.dead_letters));
+    const running = v.canary && v.canary.running;
+    const last = v.canary && v.canary.last;
+    if (running) status.append(' · canary r' + running.revision + ' on partition ' + running.partitions.join(', '));
+    else if (last) status.append(' · last canary r' + last.revision + ' ' + last.outcome + ' (' + last.reason + ')');
     const paused = v.state === 'paused';
-    const key = v.state + '/' + v.revision + '/' + v.revisions.length;
+    const key = v.state + '/' + v.revision + '/' + v.revisions.length + '/' + (running ? running.revision : '-');
     if (key !== actionsKey) {
       actionsKey = key;
       actions.replaceChildren(
         h('button', { type: 'button', id: 'pause-resume', onclick: pauseOrResume }, paused ? 'Resume…' : 'Pause…'),
-        v.revisions.length > 1 ? h('button', { type: 'button', id: 'rollback', onclick: () => rollback(previousRevision()) }, 'Roll back to r' + previousRevision() + '…') : null);
+        v.revisions.length > 1 && !running ? h('button', { type: 'button', id: 'rollback', onclick: () => rollback(previousRevision()) }, 'Roll back to r' + previousRevision() + '…') : null,
+        running ? h('button', { type: 'button', id: 'canary-promote', onclick: () => canaryAction('promote') }, 'Promote canary r' + running.revision + '…') : null,
+        running ? h('button', { type: 'button', id: 'canary-abort', onclick: () => canaryAction('abort') }, 'Abort canary…') : null);
     }
     partitions.replaceChildren(...v.partitions.map((p) => h('tr', {},
       h('td', {}, p.topic), h('td', {}, p.partition), h('td', {}, num(p.committed)), h('td', {}, num(p.head)), h('td', { 'data-col': 'lag' }, num(p.lag)))));
