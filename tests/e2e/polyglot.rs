@@ -97,6 +97,34 @@ fn python_new_edit_build_test_run_deploy_publish_read() {
     assert_eq!(lines[0]["payload"]["handled_by"], "hello-py");
     assert_eq!(lines[0]["payload"]["team"], "blue");
 
+    // The template's contract test catches the edit (an extra field), and
+    // passes once the author records it in expected.ndjson.
+    let contract = [
+        "run",
+        wasm_arg,
+        "--events",
+        "events.ndjson",
+        "--config",
+        "team=blue",
+    ];
+    let out = weir(
+        &[&contract[..], &["--expect", "expected.ndjson"]].concat(),
+        &project,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("/payload/team"), "{}", text(&out));
+    let expected = project.join("expected.ndjson");
+    let recorded = std::fs::read_to_string(&expected).unwrap().replace(
+        "\"handled_by\": \"hello-py\"}",
+        "\"handled_by\": \"hello-py\", \"team\": \"blue\"}",
+    );
+    std::fs::write(&expected, recorded).unwrap();
+    let out = weir(
+        &[&contract[..], &["--expect", "expected.ndjson"]].concat(),
+        &project,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
     // Deploy to a running host (default limits), publish, read.
     crate::newcomer::deploy_publish_read(dir.path(), &project, &wasm, ("team", "none"));
 }

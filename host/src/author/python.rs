@@ -61,12 +61,15 @@ const PYPROJECT: &str = include_str!("../../../sdk/template/python/pyproject.tom
 const GITIGNORE: &str = include_str!("../../../sdk/template/python/gitignore");
 const README: &str = include_str!("../../../sdk/template/python/README.md.in");
 const EVENTS: &str = include_str!("../../../sdk/template/events.ndjson");
+const EXPECTED_MAP: &str = include_str!("../../../sdk/template/python/expected-map.ndjson.in");
+const EXPECTED_STATEFUL: &str =
+    include_str!("../../../sdk/template/python/expected-stateful.ndjson.in");
 
 /// The files of a new Python project, placeholders filled by `fill`.
 pub(super) fn files(template: Template, fill: impl Fn(&str) -> String) -> Vec<(String, String)> {
-    let (app, test) = match template {
-        Template::Map => (MAP, TEST_MAP),
-        Template::Stateful => (STATEFUL, TEST_STATEFUL),
+    let (app, test, expected) = match template {
+        Template::Map => (MAP, TEST_MAP, EXPECTED_MAP),
+        Template::Stateful => (STATEFUL, TEST_STATEFUL, EXPECTED_STATEFUL),
     };
     let mut files: Vec<(String, String)> = [
         ("app.py", fill(app)),
@@ -77,6 +80,7 @@ pub(super) fn files(template: Template, fill: impl Fn(&str) -> String) -> Vec<(S
         (".gitignore", GITIGNORE.to_string()),
         ("README.md", fill(README)),
         ("events.ndjson", EVENTS.to_string()),
+        ("expected.ndjson", fill(expected)),
         ("wit/handler.wit", WIT.to_string()),
     ]
     .into_iter()
@@ -222,7 +226,13 @@ mod tests {
         .unwrap();
         assert!(is_project(&made));
         assert_eq!(project(&made).unwrap().name, "hello-py");
-        for file in ["app.py", "test_app.py", "README.md", "pyproject.toml"] {
+        for file in [
+            "app.py",
+            "test_app.py",
+            "README.md",
+            "pyproject.toml",
+            "expected.ndjson",
+        ] {
             let text = std::fs::read_to_string(made.join(file)).unwrap();
             assert!(!text.contains("{{"), "{file}: every placeholder filled");
         }
