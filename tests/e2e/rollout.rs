@@ -191,3 +191,53 @@ fn a_faulty_canary_is_aborted_automatically_while_events_flow_and_nothing_is_los
     assert_eq!(report.anomalies(), 0, "{report:?}");
     assert_eq!(report.events, TOTAL as u64);
 }
+
+/// A healthy canary outlives a restart of the host (it runs again on its
+/// partition), and `weir canary promote` makes it the active revision.
+#[test]
+fn a_canary_survives_a_restart_and_is_promoted_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Host::start(dir.path(), &config());
+    let file = dir.path().join("next.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "component = \"{}\"\nsubscribe = [\"in\"]\noutputs = [\"out\"]\nconfig = {{ output_topic = \"out\", variant = \"next\" }}\n",
+            guest("chaos").display()
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    weir(&host, &["deploy", "count", "--file", f, "--canary", "50"]);
+    publish_range(&host, 0, 100);
+    host.kill();
+    host.restart();
+    let v = host.get("/v1/handlers/count");
+    assert_eq!(v["canary"]["running"]["revision"], 2, "{v}");
+    assert_eq!(v["canary"]["running"]["partitions"], json!([0, 1]), "{v}");
+    publish_range(&host, 100, 200);
+    eventually(
+        Duration::from_secs(30),
+        "the canary to count events again",
+        || {
+            let v = host.get("/v1/handlers/count");
+            let events = v["canary"]["running"]["window"]["canary"]["events"].as_u64();
+            (events.unwrap_or(0) > 0).then_some(())
+        },
+    );
+    let said = weir(&host, &["canary", "promote", "count"]);
+    assert!(
+        said.contains("promoted the canary of count: revision 2"),
+        "{said}"
+    );
+    let v = host.get("/v1/handlers/count");
+    assert!(v["canary"]["running"].is_null(), "{v}");
+    assert_eq!(v["spec"]["config"]["variant"], "next");
+    let out = Command::new(weir_bin())
+        .args(["canary", "abort", "count", "--addr", &host.base()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has no canary running"), "{stderr}");
+}

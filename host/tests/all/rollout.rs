@@ -154,6 +154,19 @@ async fn a_promoted_canary_takes_every_partition_and_keeps_their_state() {
     );
     assert_eq!(window.canary.errors, 0);
 
+    // Paused and resumed, both revisions run again on their partitions.
+    call(&host, "POST", "/v1/handlers/count/pause", Body::empty()).await;
+    let (_, v) = call(&host, "POST", "/v1/handlers/count/resume", Body::empty()).await;
+    assert_eq!(
+        v["handler"]["canary"]["running"]["partitions"],
+        json!([0, 1])
+    );
+    inputs.extend(publish(&host, "resumed", 40).await);
+    drained(&host, "count").await;
+    host.handlers.check_canaries().unwrap();
+    let later = host.handlers.canary_window("count").unwrap();
+    assert!(later.canary.events > window.canary.events, "{later:?}");
+
     let (status, v) = canary_verb(&host, "promote").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["handler"]["revision"], 2);
