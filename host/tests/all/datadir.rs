@@ -3,8 +3,11 @@
 //! what it holds; without its `FORMAT` file (as the release before formats
 //! were recorded left it) it is format 1 and migrated.
 //!
-//! Regenerate the fixture (only when the format changes, as a new
-//! `data-format-N` beside the old ones):
+//! Format 2 (handler specs gained `contracts`) has its own fixture,
+//! `data-format-2/`, holding a handler record too.
+//!
+//! Write the fixture of a new format (only when the format changes, as a
+//! new `data-format-N` beside the old ones):
 //! `cargo test -p weir --test all datadir::write_fixture -- --ignored`.
 
 use std::path::{Path, PathBuf};
@@ -16,22 +19,23 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data-format-1")
 }
 
-/// A copy of the fixture to open (opening writes).
-fn copy_of_fixture() -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// A copy of the format-1 fixture to open (opening writes).
+fn copy_of_fixture() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    copy(&fixture(), tmp.path());
+    copy_dir(&fixture(), tmp.path());
     tmp
 }
 
@@ -212,5 +216,58 @@ fn write_fixture() {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     write_data(&dir);
+    write_handler(&dir);
     check_data(&dir);
+    check_handler(&dir);
+}
+
+/// Format 2's handler record: a spec with contracts, as `h/enrich`, and
+/// the records' marker `serve` writes.
+fn handler_record() -> weir::handlers::HandlerRecord {
+    let mut spec = weir::handlers::HandlerSpec::new(format!("sha256:{}", "cd".repeat(32)));
+    spec.subscribe = vec!["orders".into()];
+    spec.contracts.reads.insert("orders".into(), 1);
+    weir::handlers::HandlerRecord {
+        revisions: vec![weir::handlers::Revision {
+            revision: 1,
+            spec,
+            deployed_at_ms: 1_700_000_000_000,
+        }],
+        active: 1,
+        paused: false,
+    }
+}
+
+fn write_handler(dir: &Path) {
+    let store = Store::open(&dir.join("store")).unwrap();
+    weir::handlers::migrate_records(&store).unwrap();
+    let write = Write {
+        puts: vec![(keys::handler("enrich"), encode(&handler_record()))],
+        ..Write::default()
+    };
+    store.commit(write, |_| Ok(())).unwrap();
+    store.flush().unwrap();
+}
+
+fn check_handler(dir: &Path) {
+    let store = Store::open(&dir.join("store")).unwrap();
+    assert_eq!(
+        weir::handlers::migrate_records(&store).unwrap(),
+        0,
+        "marked"
+    );
+    let key = keys::handler("enrich");
+    let stored = store.get(&key).unwrap().unwrap();
+    let record: weir::handlers::HandlerRecord = decode(&key, &stored).unwrap();
+    assert_eq!(record, handler_record());
+}
+
+#[test]
+fn the_format_2_fixture_opens_and_reads_its_data_and_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data-format-2");
+    copy_dir(&fixture, dir.path());
+    assert_eq!(datadir::open(dir.path(), "store").unwrap(), Opened::Current);
+    check_data(dir.path());
+    check_handler(dir.path());
 }
