@@ -208,6 +208,16 @@ fn a_canary_survives_a_restart_and_is_promoted_through_the_cli() {
     )
     .unwrap();
     let f = file.to_str().unwrap();
+    let out = Command::new(weir_bin())
+        .args(["deploy", "count", "--file", f, "--canary", "150%"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("give a percentage from 1 to 99"),
+        "{stderr}"
+    );
     weir(&host, &["deploy", "count", "--file", f, "--canary", "50"]);
     publish_range(&host, 0, 100);
     host.kill();

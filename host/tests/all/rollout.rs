@@ -11,6 +11,8 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use weir::handlers::CanaryWindow;
+
 use crate::admin::{call, upload};
 use crate::common::TestHost;
 
@@ -43,16 +45,30 @@ async fn publish(host: &TestHost, prefix: &str, n: usize) -> Vec<String> {
     ids
 }
 
-/// Wait until the handler has no lag.
-async fn drained(host: &TestHost, name: &str) -> Value {
-    for _ in 0..400 {
-        let (_, v) = call(host, "GET", &format!("/v1/handlers/{name}"), Body::empty()).await;
-        if v["lag"] == 0 {
-            return v;
+/// Wait until `n` inputs have their effects (outputs and dead letters
+/// together), durable and readable.
+async fn settled(host: &TestHost, name: &str, n: usize) {
+    for _ in 0..800 {
+        let (outputs, dead) = effects(host, name).await;
+        if outputs.len() + dead.len() >= n {
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    panic!("{name} never caught up");
+    panic!("{name} never handled {n} events");
+}
+
+/// Check the canaries (as `serve` does every second) until `done` holds
+/// for what the check returned and the window it saw.
+async fn check_until(host: &TestHost, done: impl Fn(&[String], Option<CanaryWindow>) -> bool) {
+    for _ in 0..800 {
+        let aborted = host.handlers.check_canaries().unwrap();
+        if done(&aborted, host.handlers.canary_window("count")) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the canary check never got there");
 }
 
 /// Every output of `out`: (source ID, key, count), and the dead letters' IDs.
@@ -132,7 +148,7 @@ async fn a_promoted_canary_takes_every_partition_and_keeps_their_state() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let mut inputs = publish(&host, "before", 40).await;
-    drained(&host, "count").await;
+    settled(&host, "count", inputs.len()).await;
 
     let (status, v) = start_canary(&host, json!({"spec": spec(&chaos, "b"), "share": 50})).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
@@ -142,16 +158,13 @@ async fn a_promoted_canary_takes_every_partition_and_keeps_their_state() {
     assert_eq!(canary["policy"]["min_events"], 20, "defaults apply");
     assert_eq!(v["handler"]["revision"], 1, "the active revision stays");
     inputs.extend(publish(&host, "during", 40).await);
-    drained(&host, "count").await;
-    assert!(
-        host.handlers.check_canaries().unwrap().is_empty(),
-        "a healthy canary runs on"
-    );
+    settled(&host, "count", inputs.len()).await;
+    check_until(&host, |aborted, w| {
+        assert!(aborted.is_empty(), "a healthy canary runs on");
+        w.is_some_and(|w| w.canary.events > 0 && w.active.events > 0)
+    })
+    .await;
     let window = host.handlers.canary_window("count").unwrap();
-    assert!(
-        window.canary.events > 0 && window.active.events > 0,
-        "{window:?}"
-    );
     assert_eq!(window.canary.errors, 0);
 
     // Paused and resumed, both revisions run again on their partitions.
@@ -162,10 +175,11 @@ async fn a_promoted_canary_takes_every_partition_and_keeps_their_state() {
         json!([0, 1])
     );
     inputs.extend(publish(&host, "resumed", 40).await);
-    drained(&host, "count").await;
-    host.handlers.check_canaries().unwrap();
-    let later = host.handlers.canary_window("count").unwrap();
-    assert!(later.canary.events > window.canary.events, "{later:?}");
+    settled(&host, "count", inputs.len()).await;
+    check_until(&host, |_, w| {
+        w.is_some_and(|w| w.canary.events > window.canary.events)
+    })
+    .await;
 
     let (status, v) = canary_verb(&host, "promote").await;
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -174,7 +188,7 @@ async fn a_promoted_canary_takes_every_partition_and_keeps_their_state() {
     assert!(v["handler"]["canary"]["running"].is_null());
     assert_eq!(v["handler"]["canary"]["last"]["outcome"], "promoted");
     inputs.extend(publish(&host, "after", 40).await);
-    drained(&host, "count").await;
+    settled(&host, "count", inputs.len()).await;
 
     let (outputs, dead) = effects(&host, "count").await;
     assert!(dead.is_empty(), "{dead:?}");
@@ -200,7 +214,7 @@ async fn a_faulty_canary_is_aborted_by_its_error_rate_and_by_hand() {
     )
     .await;
     let mut inputs = publish(&host, "before", 16).await;
-    drained(&host, "count").await;
+    settled(&host, "count", inputs.len()).await;
 
     let policy = json!({"window_secs": 600, "min_events": 5, "max_excess_rate": 0.05});
     let (status, v) = start_canary(
@@ -211,12 +225,8 @@ async fn a_faulty_canary_is_aborted_by_its_error_rate_and_by_hand() {
     assert_eq!(status, StatusCode::CREATED, "{v}");
     assert_eq!(v["handler"]["canary"]["running"]["partitions"], json!([0]));
     inputs.extend(publish(&host, "during", 80).await);
-    drained(&host, "count").await;
-
-    assert_eq!(
-        host.handlers.check_canaries().unwrap(),
-        vec!["count".to_string()]
-    );
+    settled(&host, "count", inputs.len()).await;
+    check_until(&host, |aborted, _| aborted == ["count".to_string()]).await;
     let (_, v) = call(&host, "GET", "/v1/handlers/count", Body::empty()).await;
     assert!(v["canary"]["running"].is_null(), "{v}");
     let last = &v["canary"]["last"];
@@ -228,7 +238,7 @@ async fn a_faulty_canary_is_aborted_by_its_error_rate_and_by_hand() {
     );
     assert_eq!(v["revision"], 1);
     inputs.extend(publish(&host, "after", 40).await);
-    drained(&host, "count").await;
+    settled(&host, "count", inputs.len()).await;
 
     let (outputs, dead) = effects(&host, "count").await;
     assert!(!dead.is_empty(), "the canary dead-lettered its events");
