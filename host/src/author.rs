@@ -3,7 +3,7 @@
 //! component, and `weir run` runs a component over sample events locally,
 //! with the host's sandbox and limits, no server needed; with `--expect`
 //! it is a contract test ([`expect`]). Handlers in Python are projects of
-//! [`python`].
+//! [`python`], handlers in JavaScript projects of [`js`].
 
 mod expect;
 
@@ -21,6 +21,7 @@ use crate::runtime::{
     HandlerInstance, HandlerSettings, Limits, LoadedComponent, MemState, Runtime, inspect,
 };
 
+mod js;
 mod python;
 
 /// The language of a new handler.
@@ -30,6 +31,8 @@ pub enum Lang {
     Rust,
     /// A Python project using the `weir` package, built by componentize-py.
     Python,
+    /// A JavaScript project using the `weir` package, built by componentize-js.
+    Js,
 }
 
 impl Lang {
@@ -38,6 +41,7 @@ impl Lang {
         match self {
             Self::Rust => format!("cd {} && cargo test && weir build", dir.display()),
             Self::Python => format!("cd {} && weir build && .venv/bin/pytest", dir.display()),
+            Self::Js => format!("cd {} && node --test && weir build", dir.display()),
         }
     }
 }
@@ -101,7 +105,7 @@ pub fn new(
         );
     }
     let sdk = match sdk.or_else(default_sdk) {
-        _ if lang == Lang::Python => PathBuf::new(),
+        _ if lang != Lang::Rust => PathBuf::new(),
         Some(sdk) => sdk
             .canonicalize()
             .with_context(|| format!("no weir-sdk at {}", sdk.display()))?,
@@ -130,6 +134,7 @@ pub fn new(
     let files = match lang {
         Lang::Rust => rust_files(template, fill),
         Lang::Python => python::files(template, fill),
+        Lang::Js => js::files(template, fill),
     };
     for (path, text) in files {
         let path = dir.join(path);
@@ -141,6 +146,18 @@ pub fn new(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(dir)
+}
+
+/// A project's files: `own` (path, text) pairs, then the `vendored` ones
+/// (a copy of a language's `weir` package) as they are.
+fn project_files<'a>(
+    own: impl IntoIterator<Item = (&'a str, String)>,
+    vendored: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    own.into_iter()
+        .map(|(p, t)| (p.to_string(), t))
+        .chain(vendored.iter().map(|(p, t)| (p.to_string(), t.to_string())))
+        .collect()
 }
 
 /// The files of a new Rust crate, placeholders filled by `fill`.
@@ -183,11 +200,14 @@ fn crate_name(dir: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} has no [package] name", manifest.display()))
 }
 
-/// Build the handler in `dir` (a Rust crate, or a Python project) and
-/// validate the component. Returns the component's path.
+/// Build the handler in `dir` (a Rust crate, a Python or a JavaScript
+/// project) and validate the component. Returns the component's path.
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    let wasm = if !dir.join("Cargo.toml").exists() && python::is_project(dir) {
+    let rust = dir.join("Cargo.toml").exists();
+    let wasm = if !rust && python::is_project(dir) {
         python::build(dir)?
+    } else if !rust && js::is_project(dir) {
+        js::build(dir)?
     } else {
         build_rust(dir)?
     };
@@ -348,6 +368,20 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `weir/*.{ext}` files of `sdk/<lang>/weir` are exactly `vendored`'s.
+    pub(super) fn assert_all_vendored(lang: &str, ext: &str, vendored: &[(&str, &str)]) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sdk/{lang}/weir"));
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(ext))
+            .map(|n| format!("weir/{n}"))
+            .collect();
+        on_disk.sort();
+        let listed: Vec<String> = vendored.iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(on_disk, listed);
+    }
 
     #[test]
     fn type_names_are_camel_case() {

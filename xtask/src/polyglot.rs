@@ -2,6 +2,7 @@
 //! `sdk/python`): built into components with a pinned componentize-py from
 //! a venv under `target/py-venv` (created from PyPI when missing), and
 //! their tests and the package's own (pytest) run by `cargo xtask test`.
+//! Guests written in JavaScript (`guests/<name>/app.js`) are [`js`]'s.
 //!
 //! A build takes 5-10 s per guest, so each component is cached under
 //! `target/polyglot-guests/` by a hash of everything that goes into it (the
@@ -17,6 +18,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::cmd;
+
+mod js;
 
 /// The componentize-py the guests are built with (the version `weir build`
 /// installs for Python projects, `weir::author`'s `COMPONENTIZE_PY`).
@@ -95,7 +98,7 @@ fn venv(root: &Path) -> Result<PathBuf> {
     Ok(venv)
 }
 
-/// Hash the Python files directly in `dir` (tests excluded) into `hasher`.
+/// Hash the Python, JavaScript and WIT files directly in `dir` (tests excluded) into `hasher`.
 fn hash_dir(dir: &Path, hasher: &mut DefaultHasher) -> Result<()> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -119,44 +122,32 @@ fn hash_dir(dir: &Path, hasher: &mut DefaultHasher) -> Result<()> {
     Ok(())
 }
 
-/// Build every Python guest into `out_dir/<name>.wasm`
+/// Build every Python and JavaScript guest into `out_dir/<name>.wasm`
 /// (`-` as `_`), from the cache when its sources are unchanged.
 pub fn build(root: &Path, out_dir: &Path) -> Result<()> {
-    build_python(root, out_dir)
+    build_python(root, out_dir)?;
+    js::build(root, out_dir)
 }
 
-fn build_python(root: &Path, out_dir: &Path) -> Result<()> {
-    let guests = python_guests(root)?;
-    let sdk = root.join("sdk/python");
-    let mut shared = DefaultHasher::new();
-    COMPONENTIZE_PY.hash(&mut shared);
-    hash_dir(&sdk.join("weir"), &mut shared)?;
-    hash_dir(&root.join("wit"), &mut shared)?;
-    let mut venv_dir = None;
+/// Build each guest of `guests` into `out_dir/<name>.wasm` through the
+/// cache: its key is `shared` (the tool's version, the SDK, the WIT world)
+/// plus the guest's own sources; on a miss `make(dir, name, partial)`
+/// writes the component to `partial`, which then becomes the cached copy.
+fn build_cached(
+    root: &Path,
+    out_dir: &Path,
+    guests: Vec<PathBuf>,
+    shared: &DefaultHasher,
+    mut make: impl FnMut(&Path, &str, &Path) -> Result<()>,
+) -> Result<()> {
     for dir in guests {
         let name = guest_name(&dir);
         let mut hasher = shared.clone();
         hash_dir(&dir, &mut hasher)?;
         let cached = cache_path(root, &name, hasher.finish())?;
         if !cached.exists() {
-            let venv = match &venv_dir {
-                Some(v) => v,
-                None => venv_dir.insert(venv(root)?),
-            };
-            println!("building guest {name} with componentize-py");
             let partial = cached.with_extension("partial");
-            let mut build = Command::new(venv.join("bin/componentize-py"));
-            build
-                .arg("-d")
-                .arg(root.join("wit"))
-                .args(["-w", "handler", "componentize", "app", "-p"])
-                .arg(&dir)
-                .arg("-p")
-                .arg(&sdk)
-                .arg("-o")
-                .arg(&partial)
-                .env("PYTHONDONTWRITEBYTECODE", "1");
-            cmd::run(&mut build, &format!("componentize-py ({name})"))?;
+            make(&dir, &name, &partial)?;
             fs::rename(&partial, &cached)
                 .with_context(|| format!("renaming to {}", cached.display()))?;
         }
@@ -165,9 +156,45 @@ fn build_python(root: &Path, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Run the Python package's tests and each Python guest's (pytest).
+fn build_python(root: &Path, out_dir: &Path) -> Result<()> {
+    let sdk = root.join("sdk/python");
+    let mut shared = DefaultHasher::new();
+    COMPONENTIZE_PY.hash(&mut shared);
+    hash_dir(&sdk.join("weir"), &mut shared)?;
+    hash_dir(&root.join("wit"), &mut shared)?;
+    let mut venv_dir = None;
+    build_cached(
+        root,
+        out_dir,
+        python_guests(root)?,
+        &shared,
+        |dir, name, partial| {
+            let venv = match &venv_dir {
+                Some(v) => v,
+                None => venv_dir.insert(venv(root)?),
+            };
+            println!("building guest {name} with componentize-py");
+            let mut build = Command::new(venv.join("bin/componentize-py"));
+            build
+                .arg("-d")
+                .arg(root.join("wit"))
+                .args(["-w", "handler", "componentize", "app", "-p"])
+                .arg(dir)
+                .arg("-p")
+                .arg(&sdk)
+                .arg("-o")
+                .arg(partial)
+                .env("PYTHONDONTWRITEBYTECODE", "1");
+            cmd::run(&mut build, &format!("componentize-py ({name})"))
+        },
+    )
+}
+
+/// Run the Python package's tests and each Python guest's (pytest), then
+/// the JavaScript ones (`node --test`).
 pub fn test(root: &Path) -> Result<()> {
-    test_python(root)
+    test_python(root)?;
+    js::test(root)
 }
 
 fn test_python(root: &Path) -> Result<()> {

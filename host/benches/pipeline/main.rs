@@ -10,7 +10,8 @@
 //!    loop against Weir's source and sink; 6. footprint of the `weir` binary
 //!    with 1 and 100 handlers; 7. the cost of durability to the platter
 //!    (`[store] durability` = `power-cut` against `process-crash-only`);
-//!    8. the cost of topic schemas per event (`schemas.rs`).
+//!    8. the cost of topic schemas per event (`schemas.rs`); 9. the map in
+//!    Python and JavaScript next to Rust (`polyglot.rs`).
 //!
 //! Prints a table, writes `target/bench/results.json` and renders
 //! `docs/bench-throughput.svg` and `docs/bench-latency.svg`.
@@ -23,6 +24,7 @@
 mod footprint;
 mod nats;
 mod plot;
+mod polyglot;
 mod schemas;
 
 use std::collections::HashMap;
@@ -362,7 +364,7 @@ fn component(components: &ComponentStore, wasm: &[u8]) -> LoadedComponent {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only throughput,latency,duplicates,nats,footprint,durability,schemas`: run some rows.
+    // `--only throughput,latency,duplicates,nats,footprint,durability,schemas,polyglot`: run some rows.
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
@@ -523,6 +525,11 @@ fn main() {
     // Row 8: topic schemas.
     if runs("schemas") {
         results.insert("schemas".into(), schemas::run(&runtime, &wasm, quick));
+    }
+
+    // Row 9: the map in Python and JavaScript.
+    if runs("polyglot") {
+        results.insert("polyglot".into(), polyglot::run(quick));
     }
 
     // Row 5: NATS.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use weir::config::PipelineConfig;
 use weir::pipeline::Pipeline;
-use weir::runtime::{ComponentStore, Runtime};
+use weir::runtime::{ComponentStore, LoadedComponent, Runtime};
 use weir::schema::Compiled;
 use weir::store::Store;
 
@@ -35,9 +35,15 @@ fn order_schema(extra: &[&str]) -> Value {
         "required": ["order", "customer", "amount_cents", "currency", "items"]})
 }
 
-/// Events/s of the map through the pipeline, batch 100, one partition,
-/// with `out_schema` registered on `out` when given.
-fn pipeline_eps(runtime: &Runtime, wasm: &[u8], n: usize, out_schema: Option<&Value>) -> f64 {
+/// Events/s of a map (the component `code` gives) through the pipeline,
+/// batch 100, one partition, with `out_schema` registered on `out` when
+/// given.
+pub fn pipeline_eps(
+    runtime: &Runtime,
+    code: &dyn Fn(&ComponentStore) -> LoadedComponent,
+    n: usize,
+    out_schema: Option<&Value>,
+) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
     store.ensure_topic("in", 1).expect("topic");
@@ -60,9 +66,7 @@ fn pipeline_eps(runtime: &Runtime, wasm: &[u8], n: usize, out_schema: Option<&Va
             .expect("schema");
     }
     let start = Instant::now();
-    pipeline
-        .run(plan(component(&components, wasm).into()))
-        .expect("run");
+    pipeline.run(plan(code(&components).into())).expect("run");
     let stats = pipeline.stats("map");
     while stats.counts().events < n as u64 {
         std::thread::sleep(Duration::from_micros(200));
@@ -93,8 +97,9 @@ pub fn run(runtime: &Runtime, wasm: &[u8], quick: bool) -> Value {
 
     let n = if quick { 20_000 } else { 100_000 };
     let out_schema = order_schema(&["handled_by", "source_id"]);
-    let without = pipeline_eps(runtime, wasm, n, None);
-    let with = pipeline_eps(runtime, wasm, n, Some(&out_schema));
+    let map = |components: &ComponentStore| component(components, wasm);
+    let without = pipeline_eps(runtime, &map, n, None);
+    let with = pipeline_eps(runtime, &map, n, Some(&out_schema));
     let added_us = (1e6 / with - 1e6 / without).max(0.0);
     println!(
         "{:>8} | {:>12} {:>14} | {:>10} {:>9}",

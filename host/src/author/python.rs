@@ -71,7 +71,7 @@ pub(super) fn files(template: Template, fill: impl Fn(&str) -> String) -> Vec<(S
         Template::Map => (MAP, TEST_MAP, EXPECTED_MAP),
         Template::Stateful => (STATEFUL, TEST_STATEFUL, EXPECTED_STATEFUL),
     };
-    let mut files: Vec<(String, String)> = [
+    let own = [
         ("app.py", fill(app)),
         ("test_app.py", fill(test)),
         ("conftest.py", CONFTEST.to_string()),
@@ -82,12 +82,8 @@ pub(super) fn files(template: Template, fill: impl Fn(&str) -> String) -> Vec<(S
         ("events.ndjson", EVENTS.to_string()),
         ("expected.ndjson", fill(expected)),
         ("wit/handler.wit", WIT.to_string()),
-    ]
-    .into_iter()
-    .map(|(p, t)| (p.to_string(), t))
-    .collect();
-    files.extend(SDK.iter().map(|(p, t)| (p.to_string(), t.to_string())));
-    files
+    ];
+    super::project_files(own, &SDK)
 }
 
 /// Whether `dir` holds a Python handler project (`pyproject.toml` with
@@ -201,16 +197,7 @@ mod tests {
 
     #[test]
     fn every_file_of_the_python_package_is_vendored() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/python/weir");
-        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".py"))
-            .map(|n| format!("weir/{n}"))
-            .collect();
-        on_disk.sort();
-        let vendored: Vec<String> = SDK.iter().map(|(p, _)| p.to_string()).collect();
-        assert_eq!(on_disk, vendored);
+        super::super::tests::assert_all_vendored("python", ".py", &SDK);
     }
 
     #[test]

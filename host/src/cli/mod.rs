@@ -193,7 +193,7 @@ pub enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
-    /// Scaffold a new handler (a Rust crate, or a Python project), with a unit test.
+    /// Scaffold a new handler (a Rust crate, a Python or a JavaScript project), with a unit test.
     New {
         /// Crate and handler name (lowercase, `-` allowed).
         name: String,
@@ -211,9 +211,9 @@ pub enum Command {
         #[arg(long, env = "WEIR_SDK_PATH")]
         sdk: Option<PathBuf>,
     },
-    /// Build the handler in DIR (cargo for Rust, componentize-py for Python)
-    /// and validate the component: prints its path, size, digest, imports
-    /// and exports.
+    /// Build the handler in DIR (cargo for Rust, componentize-py for Python,
+    /// componentize-js for JavaScript) and validate the component: prints
+    /// its path, size, digest, imports and exports.
     Build {
         /// The handler crate.
         #[arg(default_value = ".")]
