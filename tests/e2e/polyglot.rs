@@ -59,25 +59,6 @@ fn build(project: &Path, crate_name: &str) -> PathBuf {
     wasm
 }
 
-/// `weir run` over the sample events (e1, e2, a duplicate e1, a
-/// non-object) with `team=blue`: the edited handler adds it.
-fn run_samples(project: &Path, wasm: &Path, name: &str) {
-    let out = weir(
-        &[
-            "run",
-            wasm.to_str().unwrap(),
-            "--events",
-            "events.ndjson",
-            "--config",
-            "team=blue",
-        ],
-        project,
-    );
-    let lines = crate::newcomer::check_sample_run(&out);
-    assert_eq!(lines[0]["payload"]["handled_by"], name);
-    assert_eq!(lines[0]["payload"]["team"], "blue");
-}
-
 #[test]
 fn python_handlers_have_exactly_one_disposition_despite_sigkill() {
     crate::crash::sigkill_scenario("py-map", "py-counter");
@@ -112,7 +93,43 @@ fn python_new_edit_build_test_run_deploy_publish_read() {
     assert!(test.status.success(), "{}", text(&test));
     assert!(text(&test).contains("2 passed"), "{}", text(&test));
 
-    run_samples(&project, &wasm, "hello-py");
+    // weir run over the sample events (e1, e2, a duplicate e1, a
+    // non-object) with the template's contract test: it catches the edit
+    // (an extra field), and passes once the author records it in
+    // expected.ndjson.
+    let wasm_arg = wasm.to_str().unwrap();
+    let contract = [
+        "run",
+        wasm_arg,
+        "--events",
+        "events.ndjson",
+        "--config",
+        "team=blue",
+    ];
+    let out = weir(
+        &[&contract[..], &["--expect", "expected.ndjson"]].concat(),
+        &project,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("/payload/team"), "{}", text(&out));
+    let expected = project.join("expected.ndjson");
+    let recorded = std::fs::read_to_string(&expected).unwrap().replace(
+        "\"handled_by\": \"hello-py\"}",
+        "\"handled_by\": \"hello-py\", \"team\": \"blue\"}",
+    );
+    std::fs::write(&expected, recorded).unwrap();
+    let out = weir(
+        &[&contract[..], &["--expect", "expected.ndjson"]].concat(),
+        &project,
+    );
+    let lines = crate::newcomer::check_sample_run(&out);
+    assert_eq!(lines[0]["payload"]["handled_by"], "hello-py");
+    assert_eq!(lines[0]["payload"]["team"], "blue");
+    assert!(
+        text(&out).contains("contract test passed"),
+        "{}",
+        text(&out)
+    );
 
     // Deploy to a running host (default limits), publish, read.
     crate::newcomer::deploy_publish_read(dir.path(), &project, &wasm, ("team", "none"));
@@ -177,34 +194,6 @@ fn js_new_edit_test_build_run_deploy_publish_read() {
         "{}",
         text(&out)
     );
-
-    // The template's contract test catches the edit (an extra field), and
-    // passes once the author records it in expected.ndjson.
-    let contract = [
-        "run",
-        wasm_arg,
-        "--events",
-        "events.ndjson",
-        "--config",
-        "team=blue",
-    ];
-    let out = weir(
-        &[&contract[..], &["--expect", "expected.ndjson"]].concat(),
-        &project,
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("/payload/team"), "{}", text(&out));
-    let expected = project.join("expected.ndjson");
-    let recorded = std::fs::read_to_string(&expected).unwrap().replace(
-        "\"handled_by\": \"hello-py\"}",
-        "\"handled_by\": \"hello-py\", \"team\": \"blue\"}",
-    );
-    std::fs::write(&expected, recorded).unwrap();
-    let out = weir(
-        &[&contract[..], &["--expect", "expected.ndjson"]].concat(),
-        &project,
-    );
-    assert!(out.status.success(), "{}", text(&out));
 
     // Deploy to a running host (default limits), publish, read.
     crate::newcomer::deploy_publish_read(dir.path(), &project, &wasm, ("team", "none"));
