@@ -13,6 +13,8 @@
 //! lock and waits for them after releasing it; starting a handler again
 //! waits for loops still stopping ([`crate::pipeline::StopHandle`]).
 
+mod shadow;
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,7 @@ use crate::fatal::Fatal;
 use crate::pipeline::{HandlerPlan, Pipeline};
 use crate::runtime::{ComponentError, ComponentStore, Digest, HandlerSettings};
 use crate::store::{DeadLetter, Store, StoreError, Write, decode, encode, keys};
+pub use shadow::{Difference, ShadowRecord, ShadowReport, Verdict, shadow_name};
 
 /// Why a handler operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,11 @@ pub enum HandlerError {
         /// Revision asked for.
         revision: u32,
     },
+    /// The handler has no shadow revision.
+    #[error(
+        "handler `{0}` has no shadow; start one with `weir shadow start {0}` (PUT /v1/handlers/{0}/shadow)"
+    )]
+    ShadowNotFound(String),
     /// The component is missing or invalid.
     #[error(transparent)]
     Component(#[from] ComponentError),
@@ -118,6 +126,8 @@ pub struct Handlers {
     components: ComponentStore,
     pipeline: Arc<Pipeline>,
     lock: Mutex<()>,
+    /// Each shadow's counts as of its last report (for `/metrics`).
+    shadow_counts: shadow::LastCounts,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -136,6 +146,7 @@ impl Handlers {
             components,
             pipeline,
             lock: Mutex::new(()),
+            shadow_counts: shadow::LastCounts::default(),
         }
     }
 
@@ -293,6 +304,7 @@ impl Handlers {
     pub fn delete(&self, name: &str) -> Result<()> {
         let _guard = self.guard();
         self.record(name)?;
+        self.remove_shadow(name)?;
         self.pipeline.stop(name);
         let mut write = Write::default();
         write.deletes.push(keys::handler(name));
@@ -492,6 +504,7 @@ impl Handlers {
             subscribe: spec.subscribe.clone(),
             retry: spec.retry,
             dedup_window: spec.dedup_window,
+            shadow_of: None,
         })
     }
 }

@@ -102,6 +102,7 @@ pub fn plan(code: HandlerCode) -> HandlerPlan {
         subscribe: vec!["in".into()],
         retry: RetryPolicy::default(),
         dedup_window: 1_000_000,
+        shadow_of: None,
     }
 }
 

@@ -12,6 +12,7 @@ use super::history::{HandlerHistory, HistoryAnswer, HistoryPoint};
 use super::schemas::{CompatibilityBody, SchemaBody};
 use super::{ErrorBody, ErrorDetail};
 use crate::config::RetryPolicy;
+use crate::handlers::{Difference, ShadowReport, Verdict};
 use crate::handlers::{HandlerSpec, PartitionStatus, RewindTarget};
 use crate::runtime::Limits;
 use crate::schema::Compatibility;
@@ -43,11 +44,16 @@ use crate::schema::Compatibility;
         super::schemas::list,
         super::schemas::get,
         super::schemas::set_compatibility,
+        super::shadow::put,
+        super::shadow::show,
+        super::shadow::stop,
+        super::shadow::report,
     ),
     components(schemas(
         IncomingEvent, EventView, HandlerSpec, Limits, RetryPolicy, RewindTarget, RewindBody,
         RollbackBody, ReplayBody, PurgeBody, PartitionStatus, ErrorBody, ErrorDetail,
-        HistoryAnswer, HandlerHistory, HistoryPoint, SchemaBody, CompatibilityBody, Compatibility
+        HistoryAnswer, HandlerHistory, HistoryPoint, SchemaBody, CompatibilityBody, Compatibility,
+        ShadowReport, Difference, Verdict
     )),
     modifiers(&BearerToken),
     security(("bearer" = []))

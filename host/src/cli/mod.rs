@@ -5,7 +5,8 @@
 //! running host over its HTTP API: [`client`] (the HTTP client and how to
 //! reach a host), [`topics`] (`publish`, `tail`), [`operate`] (`deploy`,
 //! `handlers`, `rollback`, `pause`, `resume`, `rewind`, `dlq`, `status`,
-//! `cluster status`), [`schema`] (`schema register|ls|show|compatibility`).
+//! `cluster status`), [`schema`] (`schema register|ls|show|compatibility`),
+//! [`shadow`] (`shadow start|status|report|stop`).
 //! Progress and summaries go to stderr; data (tailed events, `--output
 //! json`) to stdout.
 
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 mod client;
 mod operate;
 mod schema;
+mod shadow;
 mod topics;
 mod upload;
 
@@ -175,6 +177,16 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: schema::SchemaCommand,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Shadow revisions: run a candidate on a handler's input, writing to
+    /// shadow topics, and report how its outputs differ.
+    Shadow {
+        /// What to do.
+        #[command(subcommand)]
+        command: shadow::ShadowCommand,
         /// The host to talk to.
         #[command(flatten)]
         host: HostArgs,
@@ -338,6 +350,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Schema { command, host } => {
             schema::schema(&Client::for_host(&host), command, host.output)
+        }
+        Command::Shadow { command, host } => {
+            shadow::shadow(&Client::for_host(&host), command, host.output)
         }
         Command::Status { host } => operate::status(&Client::for_host(&host), host.output),
         Command::Cluster { command, host } => {

@@ -20,6 +20,7 @@
 //! | `h/` | handler | its record: revisions, active, paused |
 //! | `g/` | handler `/` partition | last changelog sequence applied (cluster mode) |
 //! | `j/` | topic | its schema versions and compatibility mode (`schema::TopicSchemas`) |
+//! | `w/` | handler | its shadow revision, JSON (`handlers::ShadowRecord`) |
 //!
 //! Invariants: offsets in a partition are assigned under one lock, in the
 //! order of `apply_batch`, and never reused: whoever removes records

@@ -16,3 +16,4 @@ mod polyglot;
 mod runtime;
 mod sandbox;
 mod security;
+mod shadow;
