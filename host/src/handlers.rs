@@ -20,6 +20,8 @@ mod canary;
 mod contracts;
 mod migrate;
 
+mod shadow;
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +39,7 @@ pub use canary::{
     canary_partitions,
 };
 pub use migrate::{encode_format_1, migrate_records};
+pub use shadow::{Difference, ShadowRecord, ShadowReport, Verdict, shadow_name};
 
 /// Why a handler operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,11 @@ pub enum HandlerError {
         /// Revision asked for.
         revision: u32,
     },
+    /// The handler has no shadow revision.
+    #[error(
+        "handler `{0}` has no shadow; start one with `weir shadow start {0}` (PUT /v1/handlers/{0}/shadow)"
+    )]
+    ShadowNotFound(String),
     /// The component is missing or invalid.
     #[error(transparent)]
     Component(#[from] ComponentError),
@@ -147,6 +155,8 @@ pub struct Handlers {
     pipeline: Arc<Pipeline>,
     lock: Mutex<()>,
     canaries: canary::Canaries,
+    /// Each shadow's counts as of its last report (for `/metrics`).
+    shadow_counts: shadow::LastCounts,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -166,6 +176,7 @@ impl Handlers {
             pipeline,
             lock: Mutex::new(()),
             canaries: canary::Canaries::default(),
+            shadow_counts: shadow::LastCounts::default(),
         }
     }
 
@@ -333,6 +344,7 @@ impl Handlers {
     pub fn delete(&self, name: &str) -> Result<()> {
         let _guard = self.guard();
         self.record(name)?;
+        self.remove_shadow(name)?;
         self.pipeline.stop(name);
         let mut write = Write::default();
         write.deletes.push(keys::handler(name));
@@ -534,6 +546,7 @@ impl Handlers {
             subscribe: spec.subscribe.clone(),
             retry: spec.retry,
             dedup_window: spec.dedup_window,
+            shadow_of: None,
         })
     }
 }

@@ -182,6 +182,14 @@ pub mod names {
     pub const CLUSTER_RESTORE_BYTES: &str = "weir_cluster_restore_bytes_total";
     /// Gauge: partitions this host owns.
     pub const CLUSTER_OWNED: &str = "weir_cluster_partitions_owned";
+    /// Counter: events a handler's shadow revision read and committed
+    /// (duplicates included).
+    pub const SHADOW_EVENTS: &str = "weir_shadow_events_total";
+    /// Counter: events a shadow revision dead-lettered (into its own list).
+    pub const SHADOW_DEAD_LETTERS: &str = "weir_shadow_dead_letters_total";
+    /// Gauge: a shadow's output positions by `verdict` (same, different,
+    /// missing, extra) as of its last report.
+    pub const SHADOW_OUTPUTS: &str = "weir_shadow_report_outputs";
 }
 
 /// Bounds for restores and hand-offs, in seconds.

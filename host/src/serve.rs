@@ -98,6 +98,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let handlers = Arc::new(Handlers::new(store.clone(), components, pipeline.clone()));
     deploy_config_handlers(&config, &handlers)?;
     let handler_count = handlers.start_all()? + config.handlers.len();
+    let shadow_count = handlers.start_shadows()?;
     let cluster = match (&config.cluster, &nats) {
         (Some(c), Some(n)) => {
             Some(start_cluster(c, n, &data_dir, &pipeline, fatal_tx.clone()).await?)
@@ -126,6 +127,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         addr = %listener.local_addr().unwrap_or(addr),
         data_dir = %data_dir.display(),
         handlers = handler_count,
+        shadows = shadow_count,
         topics = config.topics.len(),
         "weir is ready"
     );
@@ -325,8 +327,23 @@ fn spawn_retention(store: Arc<Store>, config: Config) -> tokio::task::JoinHandle
             let store = store.clone();
             let config = config.clone();
             let done = tokio::task::spawn_blocking(move || {
-                // A NATS-bound topic's records are its outbox: the relay removes them.
-                for (name, t) in config.topics.iter().filter(|(_, t)| t.nats.is_none()) {
+                // A NATS-bound topic's records are its outbox: the relay
+                // removes them. A shadow's topic (`T.shadow.<handler>`, in
+                // the embedded log) keeps the retention of `T`.
+                let shadows: Vec<_> = store
+                    .topics()
+                    .into_iter()
+                    .filter_map(|(topic, _)| {
+                        let (_, t) = config.topics.iter().find(|(n, _)| {
+                            topic
+                                .strip_prefix(n.as_str())
+                                .is_some_and(|r| r.starts_with(".shadow."))
+                        })?;
+                        Some((topic, t))
+                    })
+                    .collect();
+                let embedded = config.topics.iter().filter(|(_, t)| t.nats.is_none());
+                for (name, t) in embedded.chain(shadows.iter().map(|(n, t)| (n, *t))) {
                     let max_age = t.retention_secs.saturating_mul(1000);
                     match store.apply_retention(name, now_ms(), max_age, t.retention_bytes) {
                         Ok(0) => {}

@@ -15,3 +15,4 @@ mod operate;
 mod polyglot;
 mod rollout;
 mod saga;
+mod shadow;

@@ -104,6 +104,7 @@ pub fn plan(code: HandlerCode) -> HandlerPlan {
         subscribe: vec!["in".into()],
         retry: RetryPolicy::default(),
         dedup_window: 1_000_000,
+        shadow_of: None,
     }
 }
 

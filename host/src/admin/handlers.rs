@@ -26,6 +26,9 @@ impl From<HandlerError> for ApiError {
             HandlerError::NotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "handler_not_found", e.to_string())
             }
+            HandlerError::ShadowNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "shadow_not_found", e.to_string())
+            }
             HandlerError::NoRevision { .. } => {
                 Self::new(StatusCode::CONFLICT, "no_revision", e.to_string())
             }
@@ -76,7 +79,7 @@ impl From<ComponentError> for ApiError {
 }
 
 /// Run a blocking handler operation off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Handlers) -> Result<T, HandlerError> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -5,7 +5,7 @@
 use crate::clock::now_ms;
 use crate::cluster::View;
 use crate::handlers::Handlers;
-use crate::metrics::{Exposition, names::*};
+use crate::metrics::{Exposition, HandlerCounts, names::*};
 use crate::nats::Nats;
 use crate::store::Store;
 
@@ -43,6 +43,7 @@ pub(crate) fn render(
     }
     canaries(&mut out, handlers, &listed);
     disk(&mut out, store);
+    shadows(&mut out, handlers);
     out.family(LAG, "gauge", "Events not yet processed, per partition.");
     for (handler, _) in &listed {
         for p in handlers.partitions(handler).unwrap_or_default() {
@@ -123,6 +124,58 @@ fn leases(out: &mut Exposition, view: &View) {
     }
     out.family(CLUSTER_OWNED, "gauge", "Partitions this host owns.");
     out.sample(CLUSTER_OWNED, "", view.owned.len());
+}
+
+/// A shadow counter: its name, help and how to read it from the counts.
+type ShadowCounter = (&'static str, &'static str, fn(&HandlerCounts) -> u64);
+
+/// Each shadow revision's events, dead letters and last report's counts.
+fn shadows(out: &mut Exposition, handlers: &Handlers) {
+    let shadows = handlers.list_shadows().unwrap_or_default();
+    if shadows.is_empty() {
+        return;
+    }
+    let counts: Vec<_> = shadows
+        .iter()
+        .map(|(name, _)| {
+            let stats = handlers
+                .pipeline()
+                .stats(&crate::handlers::shadow_name(name));
+            (format!("handler=\"{name}\""), stats.counts())
+        })
+        .collect();
+    let counters: [ShadowCounter; 2] = [
+        (
+            SHADOW_EVENTS,
+            "Events a handler's shadow revision read and committed.",
+            |c| c.events,
+        ),
+        (
+            SHADOW_DEAD_LETTERS,
+            "Events a shadow revision dead-lettered into its own list.",
+            |c| c.dead_lettered,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, "counter", help);
+        for (labels, c) in &counts {
+            out.sample(name, labels, value(c));
+        }
+    }
+    out.family(
+        SHADOW_OUTPUTS,
+        "gauge",
+        "A shadow's output positions by verdict, as of its last report.",
+    );
+    for (name, by_verdict) in handlers.shadow_counts() {
+        for (verdict, n) in ["same", "different", "missing", "extra"]
+            .iter()
+            .zip(by_verdict)
+        {
+            let labels = format!("handler=\"{name}\",verdict=\"{verdict}\"");
+            out.sample(SHADOW_OUTPUTS, &labels, n);
+        }
+    }
 }
 
 /// Space on the data directory's filesystem (nothing if `statvfs` fails).

@@ -4,6 +4,7 @@
 //!
 //! Routes live by subject: [`events`] (topics and events), [`handlers`]
 //! (components, handlers, dead letters), [`schemas`] (topic schemas),
+//! [`shadow`] (shadow revisions and their reports),
 //! [`cluster`] (`/v1/cluster`), [`metrics`] (`/metrics`), [`history`]
 //! (`/v1/history`, the sampled recent past), [`openapi`]; a new route goes in
 //! the file of its subject and is
@@ -28,6 +29,7 @@ mod metrics;
 mod openapi;
 mod schemas;
 pub mod server;
+mod shadow;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,6 +184,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/handlers/{name}/dead-letters/replay",
             post(handlers::replay),
         )
+        .route(
+            "/handlers/{name}/shadow",
+            get(shadow::show).put(shadow::put).delete(shadow::stop),
+        )
+        .route("/handlers/{name}/shadow/report", get(shadow::report))
         .route("/cluster", get(cluster::status))
         .route("/history", get(history::history))
         .route("/openapi.json", get(openapi::document))

@@ -13,6 +13,7 @@ use super::schemas::{CompatibilityBody, SchemaBody};
 use super::{ErrorBody, ErrorDetail};
 use crate::config::RetryPolicy;
 use crate::handlers::{CanaryPolicy, CanaryRequest, HandlerSpec, PartitionStatus, RewindTarget};
+use crate::handlers::{Difference, ShadowReport, Verdict};
 use crate::runtime::Limits;
 use crate::schema::Compatibility;
 
@@ -46,12 +47,17 @@ use crate::schema::Compatibility;
         super::schemas::list,
         super::schemas::get,
         super::schemas::set_compatibility,
+        super::shadow::put,
+        super::shadow::show,
+        super::shadow::stop,
+        super::shadow::report,
     ),
     components(schemas(
         IncomingEvent, EventView, HandlerSpec, Limits, RetryPolicy, RewindTarget, RewindBody,
         RollbackBody, ReplayBody, PurgeBody, PartitionStatus, ErrorBody, ErrorDetail,
         HistoryAnswer, HandlerHistory, HistoryPoint, SchemaBody, CompatibilityBody, Compatibility,
-        CanaryRequest, CanaryPolicy
+        CanaryRequest, CanaryPolicy,
+        ShadowReport, Difference, Verdict
     )),
     modifiers(&BearerToken),
     security(("bearer" = []))

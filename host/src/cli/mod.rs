@@ -6,7 +6,8 @@
 //! reach a host), [`topics`] (`publish`, `tail`), [`operate`] (`deploy`,
 //! `handlers`, `rollback`, `pause`, `resume`, `rewind`, `dlq`, `status`,
 //! `cluster status`), [`schema`] (`schema register|ls|show|compatibility`),
-//! [`canary`] (`deploy --canary`, `canary promote|abort`).
+//! [`canary`] (`deploy --canary`, `canary promote|abort`),
+//! [`shadow`] (`shadow start|status|report|stop`).
 //! Progress and summaries go to stderr; data (tailed events, `--output
 //! json`) to stdout.
 
@@ -20,6 +21,7 @@ mod canary;
 mod client;
 mod operate;
 mod schema;
+mod shadow;
 mod topics;
 mod upload;
 
@@ -193,6 +195,16 @@ pub enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
+    /// Shadow revisions: run a candidate on a handler's input, writing to
+    /// shadow topics, and report how its outputs differ.
+    Shadow {
+        /// What to do.
+        #[command(subcommand)]
+        command: shadow::ShadowCommand,
+        /// The host to talk to.
+        #[command(flatten)]
+        host: HostArgs,
+    },
     /// Scaffold a new handler (a Rust crate, a Python or a JavaScript project), with a unit test.
     New {
         /// Crate and handler name (lowercase, `-` allowed).
@@ -362,6 +374,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Schema { command, host } => {
             schema::schema(&Client::for_host(&host), command, host.output)
+        }
+        Command::Shadow { command, host } => {
+            shadow::shadow(&Client::for_host(&host), command, host.output)
         }
         Command::Status { host } => operate::status(&Client::for_host(&host), host.output),
         Command::Cluster { command, host } => {

@@ -240,6 +240,7 @@ mod tests {
             subscribe: vec!["in".into()],
             retry: RetryPolicy::default(),
             dedup_window: 100,
+            shadow_of: None,
         }
     }
 

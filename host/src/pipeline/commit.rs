@@ -365,7 +365,13 @@ impl Committer {
         let now = now_ms();
         let count = outputs.len();
         for (index, out) in outputs.into_iter().enumerate() {
-            let partitions = self.store.partitions(&out.topic)?;
+            // A shadow's outputs go to its own topics (checked against the
+            // schema of the topic the component named, above).
+            let topic = match &self.plan.shadow_of {
+                Some(handler) => super::shadow_topic(&out.topic, handler),
+                None => out.topic,
+            };
+            let partitions = self.store.partitions(&topic)?;
             let partition = match &out.key {
                 Some(key) => partition_for(key, partitions),
                 None => event.partition % partitions,
@@ -378,7 +384,7 @@ impl Committer {
                 headers.push((HEADER_TRACEPARENT.into(), tp.to_string()));
             }
             pending.write.appends.push(Append {
-                topic: out.topic,
+                topic,
                 partition,
                 record: LogRecord {
                     id: output_id(&self.plan.name, &event.id, index),

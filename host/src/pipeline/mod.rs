@@ -146,6 +146,17 @@ pub struct HandlerPlan {
     pub retry: RetryPolicy,
     /// Dedup window, in source positions per partition.
     pub dedup_window: u64,
+    /// Set on a shadow revision (`handlers::shadow`): the handler it
+    /// shadows. Its outputs go to [`shadow_topic`]s instead of the topics
+    /// the component names; `None` for every other handler.
+    pub shadow_of: Option<String>,
+}
+
+/// The embedded-log topic a shadow of `handler` writes instead of
+/// `topic`, even when `topic` is bound to a broker: nothing a shadow emits
+/// reaches a real consumer.
+pub fn shadow_topic(topic: &str, handler: &str) -> String {
+    format!("{topic}.shadow.{handler}")
 }
 
 /// The running consumer loops, per handler. Handlers start and stop

@@ -93,6 +93,14 @@ pub fn records_format() -> Vec<u8> {
 pub fn schema(topic: &str) -> Vec<u8> {
     join(b"j/", &[topic.as_bytes()])
 }
+/// `w/handler`: the handler's shadow revision (`handlers::shadow`).
+pub fn shadow(handler: &str) -> Vec<u8> {
+    join(b"w/", &[handler.as_bytes()])
+}
+/// `d/handler/`: prefix of every dedup mark of `handler`.
+pub fn dedup_handler(handler: &str) -> Vec<u8> {
+    join(b"d/", &[handler.as_bytes(), b""])
+}
 /// `g/handler/<p>`: the last changelog sequence applied (cluster mode).
 pub fn changelog(handler: &str, partition: u32) -> Vec<u8> {
     join(b"g/", &[handler.as_bytes(), &partition.to_be_bytes()])

@@ -22,6 +22,7 @@
 //! | `k/` | handler | its canary: the revision, partitions and abort policy running, the last outcome |
 //! | `g/` | handler `/` partition | last changelog sequence applied (cluster mode) |
 //! | `j/` | topic | its schema versions and compatibility mode (`schema::TopicSchemas`) |
+//! | `w/` | handler | its shadow revision, JSON (`handlers::ShadowRecord`) |
 //!
 //! Invariants: offsets in a partition are assigned under one lock, in the
 //! order of `apply_batch`, and never reused: whoever removes records

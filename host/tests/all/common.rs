@@ -57,6 +57,42 @@ impl TestHost {
     pub fn with_settings(topics: &[(&str, u32)], settings: weir::config::PipelineConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(weir::store::Store::open(&dir.path().join("store")).unwrap());
+        Self::over(dir, store, topics, settings)
+    }
+
+    /// The same data directory opened again, as after a restart: the loops
+    /// stop, the store closes, and the persisted handlers and shadows start.
+    pub fn restart(mut self) -> Self {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        drop(self);
+        // sled's background threads from the previous handle may still hold
+        // its file lock for a moment (a real restart is a new process).
+        let path = dir.path().join("store");
+        let store = (0..100)
+            .find_map(|_| {
+                weir::store::Store::open(&path).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    None
+                })
+            })
+            .expect("store reopens");
+        let settings = weir::config::PipelineConfig {
+            batch_size: 16,
+            linger_ms: 0,
+            ..Default::default()
+        };
+        let host = Self::over(dir, Arc::new(store), &[], settings);
+        host.handlers.start_all().unwrap();
+        host.handlers.start_shadows().unwrap();
+        host
+    }
+
+    fn over(
+        dir: tempfile::TempDir,
+        store: Arc<weir::store::Store>,
+        topics: &[(&str, u32)],
+        settings: weir::config::PipelineConfig,
+    ) -> Self {
         for (t, p) in topics {
             store.ensure_topic(t, *p).unwrap();
         }

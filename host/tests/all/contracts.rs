@@ -20,7 +20,7 @@ use weir::store::{Append, DeadLetter, LogRecord, Store, Write, decode, keys};
 
 use crate::common::{TestHost, guest};
 
-async fn call(
+pub(crate) async fn call(
     host: &TestHost,
     method: &str,
     uri: &str,
@@ -282,6 +282,7 @@ fn chaos_plan(runtime: &Runtime, dir: &std::path::Path) -> HandlerPlan {
             max_backoff_ms: 2,
         },
         dedup_window: 1000,
+        shadow_of: None,
     }
 }
 

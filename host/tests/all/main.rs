@@ -17,3 +17,4 @@ mod rollout;
 mod runtime;
 mod sandbox;
 mod security;
+mod shadow;

@@ -45,6 +45,7 @@ fn plan(f: &Fixture, guest_name: &str, retry: RetryPolicy, deadline_ms: u64) -> 
         subscribe: vec!["in".into()],
         retry,
         dedup_window: 1000,
+        shadow_of: None,
     }
 }
 
