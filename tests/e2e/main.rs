@@ -14,3 +14,4 @@ mod newcomer;
 mod operate;
 mod polyglot;
 mod saga;
+mod traces;

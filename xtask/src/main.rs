@@ -482,6 +482,7 @@ mod tests {
             "failpoints",
             "datadir",
             "logging",
+            "traces",
         ],
         &["store", "runtime", "cluster"],
         &["config", "schema"],

@@ -10,7 +10,8 @@
 //!    loop against Weir's source and sink; 6. footprint of the `weir` binary
 //!    with 1 and 100 handlers; 7. the cost of durability to the platter
 //!    (`[store] durability` = `power-cut` against `process-crash-only`);
-//!    8. the cost of topic schemas per event (`schemas.rs`).
+//!    8. the cost of topic schemas per event (`schemas.rs`); 9. the cost of
+//!    span export per event, off and sampled at 100 % and 1 % (`traces.rs`).
 //!
 //! Prints a table, writes `target/bench/results.json` and renders
 //! `docs/bench-throughput.svg` and `docs/bench-latency.svg`.
@@ -24,6 +25,7 @@ mod footprint;
 mod nats;
 mod plot;
 mod schemas;
+mod traces;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -362,7 +364,7 @@ fn component(components: &ComponentStore, wasm: &[u8]) -> LoadedComponent {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only throughput,latency,duplicates,nats,footprint,durability,schemas`: run some rows.
+    // `--only throughput,latency,duplicates,nats,footprint,durability,schemas,traces`: run some rows.
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
@@ -523,6 +525,11 @@ fn main() {
     // Row 8: topic schemas.
     if runs("schemas") {
         results.insert("schemas".into(), schemas::run(&runtime, &wasm, quick));
+    }
+
+    // Row 9: span export.
+    if runs("traces") {
+        results.insert("traces".into(), traces::run(&runtime, &wasm, quick));
     }
 
     // Row 5: NATS.

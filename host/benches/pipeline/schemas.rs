@@ -36,8 +36,14 @@ fn order_schema(extra: &[&str]) -> Value {
 }
 
 /// Events/s of the map through the pipeline, batch 100, one partition,
-/// with `out_schema` registered on `out` when given.
-fn pipeline_eps(runtime: &Runtime, wasm: &[u8], n: usize, out_schema: Option<&Value>) -> f64 {
+/// the pipeline first set up by `setup` (a schema registered on `out`,
+/// span export, ...).
+pub fn pipeline_eps(
+    runtime: &Runtime,
+    wasm: &[u8],
+    n: usize,
+    setup: impl FnOnce(Pipeline) -> Pipeline,
+) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
     store.ensure_topic("in", 1).expect("topic");
@@ -52,13 +58,7 @@ fn pipeline_eps(runtime: &Runtime, wasm: &[u8], n: usize, out_schema: Option<&Va
         linger_ms: 0,
         ..PipelineConfig::default()
     };
-    let pipeline = Pipeline::new(store.clone(), runtime, settings, tx);
-    if let Some(schema) = out_schema {
-        pipeline
-            .schemas()
-            .register("out", schema, None)
-            .expect("schema");
-    }
+    let pipeline = setup(Pipeline::new(store.clone(), runtime, settings, tx));
     let start = Instant::now();
     pipeline
         .run(plan(component(&components, wasm).into()))
@@ -93,8 +93,13 @@ pub fn run(runtime: &Runtime, wasm: &[u8], quick: bool) -> Value {
 
     let n = if quick { 20_000 } else { 100_000 };
     let out_schema = order_schema(&["handled_by", "source_id"]);
-    let without = pipeline_eps(runtime, wasm, n, None);
-    let with = pipeline_eps(runtime, wasm, n, Some(&out_schema));
+    let without = pipeline_eps(runtime, wasm, n, |p| p);
+    let with = pipeline_eps(runtime, wasm, n, |p| {
+        p.schemas()
+            .register("out", &out_schema, None)
+            .expect("schema");
+        p
+    });
     let added_us = (1e6 / with - 1e6 / without).max(0.0);
     println!(
         "{:>8} | {:>12} {:>14} | {:>10} {:>9}",

@@ -45,6 +45,7 @@ use crate::runtime::{
 use crate::schema::Schemas;
 use crate::store::Store;
 use crate::sync::lock;
+use crate::traces::Traces;
 
 /// A handler written in Rust and called directly, outside the sandbox: no
 /// limits, no state. The benchmarks measure the sandbox's cost against it;
@@ -166,6 +167,7 @@ pub struct Pipeline {
     grants: lease::Grants,
     cluster_stats: Arc<ClusterStats>,
     schemas: Arc<Schemas>,
+    traces: Option<Traces>,
 }
 
 struct Running {
@@ -221,6 +223,7 @@ impl Pipeline {
             cluster: None,
             grants: Arc::default(),
             cluster_stats: Arc::default(),
+            traces: None,
         }
     }
 
@@ -236,6 +239,13 @@ impl Pipeline {
     /// handlers whose outbox there is full).
     pub fn with_connector(mut self, connector: Option<Arc<dyn Connector>>) -> Self {
         self.connector = connector;
+        self
+    }
+
+    /// Export a span per event, and a commit span per batch, through
+    /// `traces` (see `pipeline/telemetry.rs`); `None` exports nothing.
+    pub fn with_traces(mut self, traces: Option<Traces>) -> Self {
+        self.traces = traces;
         self
     }
 
@@ -319,6 +329,7 @@ impl Pipeline {
             grants: self.grants.clone(),
             cluster_stats: self.cluster_stats.clone(),
             schemas: self.schemas.clone(),
+            traces: self.traces.clone(),
         };
         let fatal = self.fatal.clone();
         let what = format!("consumer loop {}/{partition}", plan.name);
