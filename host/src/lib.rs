@@ -3,7 +3,7 @@
 //!
 //! The modules are layered, dependencies pointing down only (see
 //! `docs/architecture.md`): foundations ([`event`], [`metrics`],
-//! [`datadir`], [`logging`], [`store`],
+//! [`datadir`], [`logging`], [`traces`], [`store`],
 //! [`runtime`], [`cluster`]), then [`config`] and topic [`schema`]s, the [`connector`] interface and the
 //! [`fatal`] error, the [`pipeline`] with the commit protocol
 //! ([`pipeline::commit`]), the [`nats`] connector, [`handlers`], the
@@ -33,3 +33,4 @@ pub mod schema;
 pub(crate) mod serve;
 pub mod store;
 mod sync;
+pub mod traces;

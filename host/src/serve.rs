@@ -33,6 +33,7 @@ use crate::nats::Nats;
 use crate::pipeline::{ClusterSettings, Pipeline};
 use crate::runtime::{ComponentStore, Runtime};
 use crate::store::{Durability, Store};
+use crate::traces::{TraceSettings, Traces};
 
 /// Options of `weir serve` after flags and config are merged.
 #[derive(Debug, Clone)]
@@ -90,10 +91,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let cluster_settings = config.cluster.as_ref().map(|c| ClusterSettings {
         snapshot_every: c.snapshot_every,
     });
+    let traces = start_traces(&config)?;
     let pipeline = Arc::new(
         Pipeline::new(store.clone(), &runtime, config.pipeline, fatal_tx.clone())
             .with_connector(nats.clone().map(|n| n as Arc<dyn Connector>))
-            .with_cluster(cluster_settings),
+            .with_cluster(cluster_settings)
+            .with_traces(traces.clone()),
     );
     let handlers = Arc::new(Handlers::new(store.clone(), components, pipeline.clone()));
     deploy_config_handlers(&config, &handlers)?;
@@ -177,11 +180,30 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         relay.abort();
     }
     store.flush()?;
+    if let Some(traces) = traces {
+        // The last batches' spans: exported before exit (bounded by the
+        // export timeout).
+        tokio::task::spawn_blocking(move || traces.shutdown()).await?;
+    }
     if let Ok(Some(fatal)) = fatal_seen_rx.await {
         bail!("{fatal}");
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The span exporter `[telemetry]` and the `OTEL_*` variables ask for, if
+/// any (the config file's keys win over the variables).
+fn start_traces(config: &Config) -> anyhow::Result<Option<Traces>> {
+    let settings = TraceSettings::resolve(&config.telemetry, |v| std::env::var(v).ok())
+        .map_err(|e| anyhow::anyhow!("invalid trace export settings: {e}"))?;
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let traces = Traces::start(&settings)?;
+    tracing::info!(endpoint = %settings.endpoint, ratio = settings.sampling.ratio,
+        parent_based = settings.sampling.parent_based, "exporting spans over OTLP/HTTP");
+    Ok(Some(traces))
 }
 
 /// Start the lease manager for the partitions of the running clustered

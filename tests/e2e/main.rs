@@ -16,3 +16,4 @@ mod polyglot;
 mod rollout;
 mod saga;
 mod shadow;
+mod traces;

@@ -27,6 +27,12 @@ const SKUS: [&str; 4] = ["apples", "pears", "figs", "kiwis"];
 const WEIGHTS: [u8; 4] = [7, 6, 5, 2];
 
 fn config() -> String {
+    config_with(PARTITIONS, STOCK, "")
+}
+
+/// The saga's config with `partitions` per topic, `stock` units of each
+/// SKU, and `extra` TOML (a `[telemetry]` section) before the topics.
+pub(crate) fn config_with(partitions: u32, stock: u64, extra: &str) -> String {
     let mut topics = String::new();
     for topic in [
         "orders",
@@ -35,13 +41,15 @@ fn config() -> String {
         "compensations",
         "order-results",
     ] {
-        topics.push_str(&format!("[topics.{topic}]\npartitions = {PARTITIONS}\n"));
+        topics.push_str(&format!("[topics.{topic}]\npartitions = {partitions}\n"));
     }
     format!(
         r#"
 [pipeline]
 batch_size = 8
 linger_ms = 1
+
+{extra}
 
 {topics}
 [handlers.orders]
@@ -53,7 +61,7 @@ outputs = ["order-placed"]
 component = "{inventory}"
 subscribe = ["order-placed", "compensations"]
 outputs = ["reservations", "order-results"]
-config = {{ initial_stock = "{STOCK}" }}
+config = {{ initial_stock = "{stock}" }}
 
 [handlers.payment]
 component = "{payment}"

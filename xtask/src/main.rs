@@ -484,6 +484,7 @@ mod tests {
             "failpoints",
             "datadir",
             "logging",
+            "traces",
         ],
         &["store", "runtime", "cluster"],
         &["config", "schema"],

@@ -11,7 +11,8 @@
 //!    with 1 and 100 handlers; 7. the cost of durability to the platter
 //!    (`[store] durability` = `power-cut` against `process-crash-only`);
 //!    8. the cost of topic schemas per event (`schemas.rs`); 9. the map in
-//!    Python and JavaScript next to Rust (`polyglot.rs`).
+//!    Python and JavaScript next to Rust (`polyglot.rs`); 10. the cost of
+//!    span export per event, off and sampled at 100 % and 1 % (`traces.rs`).
 //!
 //! Prints a table, writes `target/bench/results.json` and renders
 //! `docs/bench-throughput.svg` and `docs/bench-latency.svg`.
@@ -26,6 +27,7 @@ mod nats;
 mod plot;
 mod polyglot;
 mod schemas;
+mod traces;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -365,7 +367,7 @@ fn component(components: &ComponentStore, wasm: &[u8]) -> LoadedComponent {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only throughput,latency,duplicates,nats,footprint,durability,schemas,polyglot`: run some rows.
+    // `--only throughput,latency,duplicates,nats,footprint,durability,schemas,polyglot,traces`: run some rows.
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
@@ -531,6 +533,11 @@ fn main() {
     // Row 9: the map in Python and JavaScript.
     if runs("polyglot") {
         results.insert("polyglot".into(), polyglot::run(quick));
+    }
+
+    // Row 10: span export.
+    if runs("traces") {
+        results.insert("traces".into(), traces::run(&runtime, &wasm, quick));
     }
 
     // Row 5: NATS.

@@ -83,7 +83,7 @@ fn measure(name: &'static str, quick: bool) -> Row {
         (false, "map") => 100_000,
         (false, _) => 5_000,
     };
-    let eps = super::schemas::pipeline_eps(&runtime, &|_| component.clone(), events, None);
+    let eps = super::schemas::pipeline_eps(&runtime, &|_| component.clone(), events, |p| p);
     Row {
         name,
         bytes: wasm.len(),

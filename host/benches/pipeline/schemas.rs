@@ -72,13 +72,13 @@ fn append_eps(n: usize, in_schema: Option<&Value>) -> f64 {
 }
 
 /// Events/s of a map (the component `code` gives) through the pipeline,
-/// batch 100, one partition, with `out_schema` registered on `out` when
-/// given.
+/// batch 100, one partition, the pipeline first set up by `setup` (a
+/// schema registered on `out`, span export, ...).
 pub fn pipeline_eps(
     runtime: &Runtime,
     code: &dyn Fn(&ComponentStore) -> LoadedComponent,
     n: usize,
-    out_schema: Option<&Value>,
+    setup: impl FnOnce(Pipeline) -> Pipeline,
 ) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
@@ -94,13 +94,7 @@ pub fn pipeline_eps(
         linger_ms: 0,
         ..PipelineConfig::default()
     };
-    let pipeline = Pipeline::new(store.clone(), runtime, settings, tx);
-    if let Some(schema) = out_schema {
-        pipeline
-            .schemas()
-            .register("out", schema, None)
-            .expect("schema");
-    }
+    let pipeline = setup(Pipeline::new(store.clone(), runtime, settings, tx));
     let start = Instant::now();
     pipeline.run(plan(code(&components).into())).expect("run");
     let stats = pipeline.stats("map");
@@ -145,8 +139,13 @@ pub fn run(runtime: &Runtime, wasm: &[u8], quick: bool) -> Value {
     );
     let out_schema = order_schema(&["handled_by", "source_id"]);
     let map = |components: &ComponentStore| component(components, wasm);
-    let without = pipeline_eps(runtime, &map, n, None);
-    let with = pipeline_eps(runtime, &map, n, Some(&out_schema));
+    let without = pipeline_eps(runtime, &map, n, |p| p);
+    let with = pipeline_eps(runtime, &map, n, |p| {
+        p.schemas()
+            .register("out", &out_schema, None)
+            .expect("schema");
+        p
+    });
     let added_us = (1e6 / with - 1e6 / without).max(0.0);
     println!(
         "{:>8} | {:>12} {:>14} | {:>10} {:>9}",

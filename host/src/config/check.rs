@@ -20,6 +20,9 @@ impl Config {
             1..=bounds::DEAD_LETTERS,
         )?;
         self.check_admin()?;
+        self.telemetry
+            .check()
+            .map_err(|(k, m)| (format!("telemetry.{k}"), m))?;
         for (name, topic) in &self.topics {
             check_name(name).map_err(|m| (format!("topics.{name}"), m))?;
             if topic.partitions == 0 || topic.partitions > 1024 {

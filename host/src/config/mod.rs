@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::ClusterConfig;
 use crate::runtime::Limits;
 use crate::store::Durability;
+use crate::traces::TelemetryConfig;
 
 mod check;
 mod contracts;
@@ -84,6 +85,9 @@ pub struct Config {
     /// Cluster mode: share partitions with other hosts (needs `[nats]`).
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
+    /// Span export over OTLP (docs/traces.md).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// How to reach NATS. Every field but `urls` is optional.

@@ -46,6 +46,7 @@ use crate::store::{
 
 use super::HandlerPlan;
 use super::lease::PartitionLease;
+use super::telemetry::{LoopTraces, Outcome, Traced as _};
 use crate::clock::now_ms;
 use crate::connector::Connector;
 use crate::fatal::Fatal;
@@ -90,6 +91,8 @@ pub(crate) struct Committer {
     pub(crate) connector: Option<Arc<dyn Connector>>,
     /// Topic schemas: broker-read inputs and every output are checked.
     pub(crate) schemas: Arc<Schemas>,
+    /// Spans, when an exporter runs (`[telemetry]`).
+    pub(crate) traces: Option<LoopTraces>,
 }
 
 /// What one batch will write, accumulated event by event.
@@ -125,9 +128,13 @@ impl Committer {
         for event in events {
             let span = super::telemetry::event_span(&self.plan.name, self.partition, &event);
             let _in_span = span.enter();
+            self.traces.begin(&event, false);
             let dedup_key = keys::dedup(&self.plan.name, &event.topic, self.partition, &event.id);
-            if self.is_duplicate(&pending, &dedup_key, &event)? {
+            let duplicate = self.is_duplicate(&pending, &dedup_key, &event)?;
+            self.traces.checked(duplicate);
+            if duplicate {
                 self.stats.record_duplicate();
+                self.traces.end(&event, Outcome::Duplicate, 0);
                 pending.advance(&event);
                 continue;
             }
@@ -140,8 +147,12 @@ impl Committer {
                 Disposition::DeadLettered(dead) => {
                     self.stats.record_dead_letter();
                     self.add_dead_letter(&mut pending, &event, &dead)?;
+                    self.traces.end(&event, Outcome::DeadLettered, 0);
                 }
-                Disposition::Interrupted => break,
+                Disposition::Interrupted => {
+                    self.traces.abandon();
+                    break;
+                }
             }
             pending
                 .write
@@ -172,6 +183,7 @@ impl Committer {
         for (queue_key, event) in queued {
             let span = super::telemetry::event_span(&self.plan.name, self.partition, &event);
             let _in_span = span.enter();
+            self.traces.begin(&event, true);
             let dead_key = keys::dead(&self.plan.name, &event.topic, self.partition, event.offset);
             match self.invoke_with_retry(&event, &mut pending)? {
                 Disposition::Handled(outputs) => {
@@ -181,8 +193,12 @@ impl Committer {
                 Disposition::DeadLettered(dead) => {
                     self.stats.record_dead_letter();
                     pending.write.puts.push((dead_key, encode(&dead)));
+                    self.traces.end(&event, Outcome::DeadLettered, 0);
                 }
-                Disposition::Interrupted => break,
+                Disposition::Interrupted => {
+                    self.traces.abandon();
+                    break;
+                }
             }
             pending.write.deletes.push(queue_key);
             self.commit_if_state_full(&mut pending)?;
@@ -275,6 +291,8 @@ impl Committer {
                 .instance
                 .invoke_checked(event, &|outputs| check_outputs(schemas, outputs));
             self.stats.record_invocation(started.elapsed());
+            let failed = result.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+            self.traces.attempt(started, failed);
             let error = match result {
                 Ok(outputs) => return Ok(Disposition::Handled(outputs)),
                 Err(InvokeError::Host(message)) => return Err(Fatal::Host(message)),
@@ -353,7 +371,7 @@ impl Committer {
     }
 
     fn add_outputs(
-        &self,
+        &mut self,
         pending: &mut Pending,
         event: &Event,
         outputs: Vec<Output>,
@@ -364,6 +382,12 @@ impl Committer {
             .to_string();
         let now = now_ms();
         let count = outputs.len();
+        // With spans, the outputs' parent is this event's span; without,
+        // the input's trace context passes through as it came.
+        let traceparent = match &self.traces {
+            Some(t) => t.traceparent(),
+            None => event.header(HEADER_TRACEPARENT).map(str::to_string),
+        };
         for (index, out) in outputs.into_iter().enumerate() {
             // A shadow's outputs go to its own topics (checked against the
             // schema of the topic the component named, above).
@@ -380,8 +404,8 @@ impl Committer {
             headers.push((HEADER_HANDLER.into(), self.plan.name.clone()));
             headers.push((HEADER_SOURCE_ID.into(), event.id.clone()));
             headers.push((HEADER_CORRELATION.into(), correlation.clone()));
-            if let Some(tp) = event.header(HEADER_TRACEPARENT) {
-                headers.push((HEADER_TRACEPARENT.into(), tp.to_string()));
+            if let Some(tp) = &traceparent {
+                headers.push((HEADER_TRACEPARENT.into(), tp.clone()));
             }
             pending.write.appends.push(Append {
                 topic,
@@ -396,6 +420,7 @@ impl Committer {
             });
         }
         self.stats.record_outputs(count as u64);
+        self.traces.end(event, Outcome::Committed, count);
         Ok(())
     }
 
@@ -457,6 +482,7 @@ impl Committer {
         let epoch_key = keys::epoch(name, self.partition);
         let (mine, partition) = (self.epoch, self.partition);
         let started = std::time::Instant::now();
+        crate::failpoints::hit("commit-before-apply");
         let (positions, ticket) = self.store.apply(write, |store| {
             let current = store.get_u64(&epoch_key)?.unwrap_or(0);
             if current != mine {
@@ -478,6 +504,7 @@ impl Committer {
         }
         if let Some(events) = events {
             self.stats.record_commit(events, started.elapsed());
+            self.traces.committed(started.elapsed(), events);
         }
         let dropped = self.instance.dropped_log_lines();
         self.stats

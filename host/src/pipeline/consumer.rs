@@ -34,6 +34,7 @@ pub(super) struct LoopContext {
     pub(super) grants: lease::Grants,
     pub(super) cluster_stats: Arc<ClusterStats>,
     pub(super) schemas: Arc<crate::schema::Schemas>,
+    pub(super) traces: Option<crate::traces::Traces>,
 }
 
 /// Where one subscribed topic's events come from.
@@ -128,6 +129,8 @@ impl LoopContext {
             lease,
             connector: self.connector.clone(),
             schemas: self.schemas.clone(),
+            traces: (self.traces.clone())
+                .map(|t| super::telemetry::LoopTraces::new(t, &self.plan, self.partition)),
         };
         let linger = Duration::from_millis(self.settings.linger_ms);
         while !self.shutdown.load(Ordering::SeqCst)

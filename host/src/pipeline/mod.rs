@@ -45,6 +45,7 @@ use crate::runtime::{
 use crate::schema::Schemas;
 use crate::store::Store;
 use crate::sync::lock;
+use crate::traces::Traces;
 
 /// A handler written in Rust and called directly, outside the sandbox: no
 /// limits, no state. The benchmarks measure the sandbox's cost against it;
@@ -179,6 +180,7 @@ pub struct Pipeline {
     schemas: Arc<Schemas>,
     /// The counters of each handler's canary, a part of its own.
     canary_stats: Mutex<BTreeMap<String, Arc<HandlerStats>>>,
+    traces: Option<Traces>,
 }
 
 /// A canary: another revision of the handler, run on some of its
@@ -247,6 +249,7 @@ impl Pipeline {
             grants: Arc::default(),
             cluster_stats: Arc::default(),
             canary_stats: Mutex::new(BTreeMap::new()),
+            traces: None,
         }
     }
 
@@ -262,6 +265,13 @@ impl Pipeline {
     /// handlers whose outbox there is full).
     pub fn with_connector(mut self, connector: Option<Arc<dyn Connector>>) -> Self {
         self.connector = connector;
+        self
+    }
+
+    /// Export a span per event, and a commit span per batch, through
+    /// `traces` (see `pipeline/telemetry.rs`); `None` exports nothing.
+    pub fn with_traces(mut self, traces: Option<Traces>) -> Self {
+        self.traces = traces;
         self
     }
 
@@ -376,6 +386,7 @@ impl Pipeline {
             grants: self.grants.clone(),
             cluster_stats: self.cluster_stats.clone(),
             schemas: self.schemas.clone(),
+            traces: self.traces.clone(),
         };
         let fatal = self.fatal.clone();
         let what = format!("consumer loop {}/{partition}", plan.name);
