@@ -180,6 +180,23 @@ fn a_shadow_of_a_changed_handler_reports_same_different_missing_and_extra() {
 }
 
 #[test]
+fn outputs_to_a_topic_the_candidate_does_not_declare_are_reported_missing() {
+    let host = TestHost::new(&[("in", 2), ("out", 1), ("other", 1)]);
+    let h = &host.handlers;
+    h.put("c", map_spec(&host, &[])).unwrap();
+    // The candidate may emit only to `other`: its map output to `out` is
+    // refused, and `out.shadow.c` is never created.
+    let mut candidate = map_spec(&host, &[]);
+    candidate.outputs = vec!["other".into()];
+    h.put_shadow("c", candidate).unwrap();
+    publish(&host, EVENTS);
+    let c = report_after(&host, "c", 4);
+    // e1-e3 emitted by the active revision only; e4 rejected by both.
+    assert_eq!(counts(&c), [0, 0, 3, 0], "{c:?}");
+    assert!(host.store.partitions("out.shadow.c").is_err());
+}
+
+#[test]
 fn a_shadow_survives_a_restart_and_stopping_it_leaves_the_handler_alone() {
     let host = TestHost::new(&[("in", 2), ("out", 1)]);
     host.handlers.put("a", map_spec(&host, &[])).unwrap();
