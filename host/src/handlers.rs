@@ -236,7 +236,7 @@ impl Handlers {
     /// active one changes nothing. Returns the record and whether it changed.
     pub fn put(&self, name: &str, spec: HandlerSpec) -> Result<(HandlerRecord, bool)> {
         check_name(name).map_err(HandlerError::InvalidSpec)?;
-        let plan = self.plan(name, &spec)?;
+        let mut plan = self.plan(name, &spec, None)?;
         let _guard = self.guard();
         let mut record = self.load(name)?.unwrap_or(HandlerRecord {
             revisions: Vec::new(),
@@ -266,6 +266,7 @@ impl Handlers {
             deployed_at_ms: now_ms(),
         });
         record.active = revision;
+        plan.revision = Some(revision);
         self.pipeline.stop(name);
         self.save(name, &record)?;
         if !record.paused {
@@ -283,6 +284,7 @@ impl Handlers {
                 continue;
             }
             if record.active().is_some() {
+                self.end_canary_if_clustered(&name, &record)?;
                 self.run_handler(&name, &record)?;
                 started += 1;
             }
@@ -516,7 +518,7 @@ impl Handlers {
         Ok(n)
     }
 
-    fn plan(&self, name: &str, spec: &HandlerSpec) -> Result<HandlerPlan> {
+    fn plan(&self, name: &str, spec: &HandlerSpec, revision: Option<u32>) -> Result<HandlerPlan> {
         let digest = Digest::parse(&spec.component).ok_or_else(|| {
             HandlerError::InvalidSpec(format!(
                 "`component` must be a digest `sha256:<64 hex>` from POST /v1/components, got `{}`",
@@ -547,6 +549,7 @@ impl Handlers {
             retry: spec.retry,
             dedup_window: spec.dedup_window,
             shadow_of: None,
+            revision,
         })
     }
 }

@@ -580,3 +580,48 @@ fn failover_idle_with_restore_over_repeats() {
     );
     assert!(at(0.99) <= 6_000, "p99 within twice the TTL: {idle:?}");
 }
+
+/// A canary or a shadow runs beside the active revision on partitions
+/// only one host owns; with leases moving partitions between hosts that
+/// cannot hold, so both are refused for a clustered handler, saying why.
+#[test]
+fn canaries_and_shadows_of_a_clustered_handler_are_refused() {
+    let _one = one_at_a_time();
+    let world = World::with_hosts(1);
+    let host = world.host(0);
+    let mut spec = host.get("/v1/handlers/chaos")["spec"].clone();
+    spec["config"]["note"] = json!("a new revision");
+    let agent = host.client();
+    let refused = |response: Result<ureq::http::Response<ureq::Body>, ureq::Error>| {
+        let mut response = response.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.body_mut().read_json().unwrap();
+        (
+            status,
+            body["error"]["message"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let (status, message) = refused(
+        agent
+            .post(&format!("{}/v1/handlers/chaos/canary", host.base()))
+            .send_json(json!({"spec": spec, "share": 50})),
+    );
+    assert_eq!(status, 400, "{message}");
+    assert!(
+        message.contains("cluster mode") && message.contains("canar"),
+        "{message}"
+    );
+    let (status, message) = refused(
+        agent
+            .put(&format!("{}/v1/handlers/chaos/shadow", host.base()))
+            .send_json(&spec),
+    );
+    assert_eq!(status, 400, "{message}");
+    assert!(
+        message.contains("cluster mode") && message.contains("shadow"),
+        "{message}"
+    );
+    let record = host.get("/v1/handlers/chaos");
+    assert_eq!(record["revision"], 1, "nothing changed: {record:#}");
+    assert!(record["canary"]["running"].is_null(), "{record:#}");
+}

@@ -160,6 +160,7 @@ fn check_event_spans(events: &[Span]) {
         assert_eq!(s.attr("weir.outcome"), "committed", "{s:#?}");
         assert_ne!(s.status, 2, "not an error: {s:#?}");
         assert!(s.attr("weir.component").starts_with("sha256:"), "{s:#?}");
+        assert_eq!(s.attr("weir.revision"), "1", "{s:#?}");
     }
 }
 
@@ -254,6 +255,50 @@ fn order(n: usize) -> String {
     json!({"id": format!("m-{n}"), "key": "figs",
         "payload": {"order_id": format!("o-{n}"), "sku": "figs", "qty": 1, "amount_cents": 100, "card": "ok"}})
     .to_string()
+}
+
+#[test]
+fn spans_name_the_revision_that_handled_the_event() {
+    let receiver = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = format!("[telemetry]\notlp_endpoint = \"{}\"", receiver.endpoint());
+    let env = vec![("OTEL_BSP_SCHEDULE_DELAY".to_string(), "50".to_string())];
+    let mut host = Host::start_with_env(dir.path(), &orders_only(&telemetry), env);
+    host.publish_acked("orders", &[order(1)]);
+    eventually(Duration::from_secs(30), "the first output", || {
+        (host.topic_total("order-placed") == 1).then_some(())
+    });
+    // Revision 2: the same component with a config key more.
+    let record = host.get("/v1/handlers/orders");
+    let mut spec = record["spec"].clone();
+    spec["config"] = json!({"note": "revision 2"});
+    let status = host
+        .client()
+        .put(&format!("{}/v1/handlers/orders", host.base()))
+        .send_json(&spec)
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    host.publish_acked("orders", &[order(2)]);
+    eventually(Duration::from_secs(30), "both event spans", || {
+        (event_spans(&receiver).len() == 2).then_some(())
+    });
+    assert!(host.terminate().success(), "{}", host.log_text());
+
+    let spans = receiver.spans();
+    for (id, revision) in [("m-1", "1"), ("m-2", "2")] {
+        let event = spans
+            .iter()
+            .find(|s| s.attr("messaging.message.id") == id)
+            .unwrap_or_else(|| panic!("the span of {id}: {spans:#?}"));
+        assert_eq!(event.attr("weir.revision"), revision, "{event:#?}");
+        let call = spans
+            .iter()
+            .find(|s| s.name == "invoke" && s.parent_span_id == event.span_id)
+            .unwrap_or_else(|| panic!("the guest call of {id}"));
+        assert_eq!(call.attr("weir.revision"), revision, "{call:#?}");
+        assert_eq!(call.attr("weir.component"), event.attr("weir.component"));
+    }
 }
 
 #[test]

@@ -107,6 +107,7 @@ pub fn plan(code: HandlerCode) -> HandlerPlan {
         retry: RetryPolicy::default(),
         dedup_window: 1_000_000,
         shadow_of: None,
+        revision: None,
     }
 }
 

@@ -340,15 +340,38 @@ impl Handlers {
         let Some(active) = record.active() else {
             return Ok(());
         };
-        let plan = self.plan(name, &active.spec)?;
+        let plan = self.plan(name, &active.spec, Some(active.revision))?;
         let canary = match self.canary(name)?.running {
             Some(c) => Some(CanaryRun {
-                plan: self.plan(name, &revision(name, record, c.revision)?.spec)?,
+                plan: self.plan(
+                    name,
+                    &revision(name, record, c.revision)?.spec,
+                    Some(c.revision),
+                )?,
                 partitions: c.partitions.into_iter().collect(),
             }),
             None => None,
         };
         self.pipeline.run_with_canary(plan, canary)?;
+        Ok(())
+    }
+
+    /// At boot: abort `name`'s canary if the handler now shares its
+    /// partitions in cluster mode (turned on since the canary started),
+    /// where canaries are not supported.
+    pub(super) fn end_canary_if_clustered(&self, name: &str, record: &HandlerRecord) -> Result<()> {
+        let (Some(running), Some(active)) = (self.canary(name)?.running, record.active()) else {
+            return Ok(());
+        };
+        if !self
+            .pipeline
+            .is_clustered(&self.plan(name, &active.spec, None)?)
+        {
+            return Ok(());
+        }
+        let detail =
+            "the handler shares its partitions in cluster mode, where canaries are not supported";
+        self.abort(name, Some(running.revision), "cluster_mode", detail.into())?;
         Ok(())
     }
 
@@ -369,7 +392,12 @@ impl Handlers {
         policy
             .check()
             .map_err(|m| HandlerError::InvalidCanary(format!("`policy`: {m}")))?;
-        let plan = self.plan(name, &spec)?;
+        let mut plan = self.plan(name, &spec, None)?;
+        if self.pipeline.is_clustered(&plan) {
+            return Err(HandlerError::InvalidCanary(format!(
+                "handler `{name}` shares its partitions in cluster mode; canaries of such handlers are not supported"
+            )));
+        }
         self.check_contracts(&spec)?;
         let _guard = self.guard();
         let mut record = self.record(name)?;
@@ -415,8 +443,9 @@ impl Handlers {
                 "{share}% of `{name}`'s {n} partition(s) is all of them: a canary needs at least one partition left to the active revision"
             )));
         }
-        let active_plan = self.plan(name, &active.spec)?;
+        let active_plan = self.plan(name, &active.spec, Some(active.revision))?;
         let revision = record.revisions.last().map_or(1, |r| r.revision + 1);
+        plan.revision = Some(revision);
         record.revisions.push(Revision {
             revision,
             spec,
@@ -471,8 +500,30 @@ impl Handlers {
         reason: &'static str,
         detail: String,
     ) -> Result<HandlerRecord> {
+        self.abort(name, None, reason, detail)
+    }
+
+    /// Abort `name`'s canary; with `revision`, only if that revision is
+    /// still the one running (an automatic abort judged it, and an operator
+    /// may have ended it and started another meanwhile).
+    fn abort(
+        &self,
+        name: &str,
+        revision: Option<u32>,
+        reason: &'static str,
+        detail: String,
+    ) -> Result<HandlerRecord> {
         let _guard = self.guard();
         let (record, mut canary, running) = self.running_canary(name)?;
+        if revision.is_some_and(|r| r != running.revision) {
+            return Err(conflict(
+                "canary_changed",
+                format!(
+                    "handler `{name}` now runs revision {} as its canary, not the one judged",
+                    running.revision
+                ),
+            ));
+        }
         tracing::warn!(handler = name, revision = running.revision, reason, %detail, "canary aborted");
         canary.last = Some(CanaryOutcome {
             revision: running.revision,
@@ -558,7 +609,7 @@ impl Handlers {
                 );
             lock(&self.canaries.windows).insert(name.clone(), window);
             if let Some((reason, detail)) = verdict(&running.policy, &window) {
-                match self.abort_canary(&name, reason, detail) {
+                match self.abort(&name, Some(running.revision), reason, detail) {
                     Ok(_) => aborted.push(name),
                     // Promoted or aborted meanwhile.
                     Err(HandlerError::Conflict { .. }) => {}

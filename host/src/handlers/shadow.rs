@@ -155,8 +155,16 @@ impl Handlers {
             if self.load(&name)?.is_none() {
                 continue;
             }
-            self.ensure_shadow_topics(&name, &record.spec)?;
             let plan = self.shadow_plan(&name, &record.spec)?;
+            if self.pipeline.is_clustered(&plan) {
+                // Cluster mode was turned on since the shadow started.
+                tracing::warn!(
+                    handler = %name,
+                    "shadow not started: the handler shares its partitions in cluster mode; stop it with `weir shadow stop {name}`"
+                );
+                continue;
+            }
+            self.ensure_shadow_topics(&name, &record.spec)?;
             if !self.pipeline.is_running(&plan.name) {
                 self.pipeline.run(plan)?;
                 started += 1;
@@ -203,7 +211,7 @@ impl Handlers {
     }
 
     fn shadow_plan(&self, name: &str, spec: &HandlerSpec) -> Result<HandlerPlan> {
-        let mut plan = self.plan(&shadow_name(name), spec)?;
+        let mut plan = self.plan(&shadow_name(name), spec, None)?;
         plan.shadow_of = Some(name.to_string());
         Ok(plan)
     }

@@ -241,6 +241,7 @@ mod tests {
             retry: RetryPolicy::default(),
             dedup_window: 100,
             shadow_of: None,
+            revision: None,
         }
     }
 

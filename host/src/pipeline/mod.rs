@@ -151,6 +151,9 @@ pub struct HandlerPlan {
     /// shadows. Its outputs go to [`shadow_topic`]s instead of the topics
     /// the component names; `None` for every other handler.
     pub shadow_of: Option<String>,
+    /// The handler revision this plan runs, for spans and logs; `None` for
+    /// a shadow and for plans built outside the handler registry.
+    pub revision: Option<u32>,
 }
 
 /// The embedded-log topic a shadow of `handler` writes instead of

@@ -77,6 +77,8 @@ pub(crate) struct LoopTraces {
     handler: String,
     /// The handler's component digest (its revision's code).
     component: Option<String>,
+    /// The handler revision the loop runs, when it has one.
+    revision: Option<u32>,
     partition: u32,
     current: Option<EventTrace>,
     /// Finished spans of the batch not yet committed.
@@ -106,6 +108,7 @@ impl LoopTraces {
             traces,
             handler: plan.name.clone(),
             component,
+            revision: plan.revision,
             partition,
             current: None,
             finished: Vec::new(),
@@ -237,10 +240,7 @@ impl LoopTraces {
                 KeyValue::new("weir.attempt", n as i64 + 1),
                 KeyValue::new("weir.outcome", call_outcome),
             ];
-            if let Some(c) = &self.component {
-                span.attributes
-                    .push(KeyValue::new("weir.component", c.clone()));
-            }
+            span.attributes.extend(self.code_attributes());
             if let Some(error) = error {
                 span.status = Status::error(error.clone());
             }
@@ -313,10 +313,21 @@ impl LoopTraces {
             KeyValue::new("weir.attempts", attempts as i64),
             KeyValue::new("weir.outputs", outputs as i64),
         ];
-        if let Some(c) = &self.component {
-            attributes.push(KeyValue::new("weir.component", c.clone()));
-        }
+        attributes.extend(self.code_attributes());
         attributes
+    }
+
+    /// What code handled the event: `weir.component` (its digest) and
+    /// `weir.revision`, where they apply.
+    fn code_attributes(&self) -> impl Iterator<Item = KeyValue> + '_ {
+        let component = self
+            .component
+            .iter()
+            .map(|c| KeyValue::new("weir.component", c.clone()));
+        let revision = self
+            .revision
+            .map(|r| KeyValue::new("weir.revision", i64::from(r)));
+        component.chain(revision)
     }
 
     /// An empty span named `name` of this loop's scope.

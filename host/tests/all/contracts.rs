@@ -283,6 +283,7 @@ fn chaos_plan(runtime: &Runtime, dir: &std::path::Path) -> HandlerPlan {
         },
         dedup_window: 1000,
         shadow_of: None,
+        revision: None,
     }
 }
 

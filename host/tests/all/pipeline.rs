@@ -46,6 +46,7 @@ fn plan(f: &Fixture, guest_name: &str, retry: RetryPolicy, deadline_ms: u64) -> 
         retry,
         dedup_window: 1000,
         shadow_of: None,
+        revision: None,
     }
 }
 
