@@ -465,3 +465,74 @@ fn checker_outputs(messages: &[StreamMessage]) -> Vec<checker::Output> {
         })
         .collect()
 }
+
+/// A shadow of a handler whose output topic is broker-bound writes an
+/// embedded shadow topic instead, so the broker being away must not pause
+/// it: with NATS down the handler stops at its outbox limit while its
+/// shadow handles every event, and once NATS is back the handler catches up.
+#[test]
+fn a_shadow_keeps_running_while_its_handlers_outbox_is_full() {
+    let mut server = NatsServer::start();
+    let js = Js::connect(&server.url());
+    js.create_stream("OUT", &["out.*"], Duration::from_secs(120));
+    let config = format!(
+        r#"
+[pipeline]
+batch_size = 4
+linger_ms = 1
+
+[nats]
+urls = ["{url}"]
+
+[topics.in]
+partitions = 1
+[topics.out]
+partitions = 1
+nats = {{ stream = "OUT", subject = "out.{{partition}}", max_outbox = 8 }}
+
+[handlers.enrich]
+component = "{map}"
+subscribe = ["in"]
+outputs = ["out"]
+config = {{ output_topic = "out" }}
+"#,
+        url = server.url(),
+        map = guest("map").display(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(dir.path(), &config);
+    let mut spec = host.get("/v1/handlers/enrich")["spec"].clone();
+    spec["config"]["greeting"] = json!("shadow");
+    let status = host
+        .client()
+        .put(&format!("{}/v1/handlers/enrich/shadow", host.base()))
+        .send_json(&spec)
+        .unwrap()
+        .status()
+        .as_u16();
+    assert!(status == 200 || status == 201, "{status}");
+
+    server.stop();
+    let total = 60;
+    let lines: Vec<String> = (0..total)
+        .map(|i| json!({"id": format!("e{i}"), "payload": {"n": i}}).to_string())
+        .collect();
+    let (status, v) = host.publish("in", &lines).unwrap();
+    assert_eq!(status, 200, "{v}");
+    eventually(
+        Duration::from_secs(30),
+        "the shadow to handle every event",
+        || (host.topic_total("out.shadow.enrich") == total).then_some(()),
+    );
+    let lag = |h: &str| host.get(&format!("/v1/handlers/{h}"))["lag"].as_u64();
+    assert!(
+        lag("enrich").is_some_and(|l| l > 0),
+        "the handler itself waits for the broker: {}",
+        host.get("/v1/handlers/enrich")
+    );
+
+    server.restart();
+    eventually(Duration::from_secs(60), "the handler to catch up", || {
+        (js.read_all("OUT").len() == total as usize).then_some(())
+    });
+}

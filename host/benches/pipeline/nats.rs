@@ -256,6 +256,15 @@ pub fn run(runtime: &Runtime, wasm: &[u8], n: usize) -> Result<Value, String> {
     let loop_eps = rt.block_on(hand_written(&js, n))?;
     let produced = rt.block_on(count(&js, "HOUT"));
     let (weir_eps, weir_batch) = weir_row(&rt, &url, runtime, wasm, n)?;
+    // Weir's ceiling on this machine: the same handler, events and
+    // settings on the embedded log, no broker at all.
+    let embedded_eps = super::schemas::pipeline_eps_with(
+        runtime,
+        &|c| super::component(c, wasm),
+        n,
+        PipelineConfig::default(),
+        |p| p,
+    );
     println!(
         "\n[5] NATS JetStream, {n} events of {} bytes on one partition, file storage, one local server",
         PAYLOAD.len()
@@ -269,6 +278,23 @@ pub fn run(runtime: &Runtime, wasm: &[u8], n: usize) -> Result<Value, String> {
         "{:>44} | {:>10.0}   (default settings: {weir_batch:.0} events per commit)",
         "weir: NATS source + sandbox + outbox relay", weir_eps
     );
+    println!(
+        "{:>44} | {:>10.0}   (no broker: Weir's own ceiling here)",
+        "weir: embedded log + sandbox, same settings", embedded_eps
+    );
     println!("{:>44} | {:>9.2}x", "weir / loop", weir_eps / loop_eps);
-    Ok(json!({"events": n, "loop_eps": loop_eps, "loop_outputs": produced, "weir_eps": weir_eps}))
+    println!(
+        "{:>44} | {:>9.2}x",
+        "weir embedded / loop",
+        embedded_eps / loop_eps
+    );
+    println!(
+        "{:>44} | {:>9.2}x",
+        "weir NATS / weir embedded",
+        weir_eps / embedded_eps
+    );
+    Ok(
+        json!({"events": n, "loop_eps": loop_eps, "loop_outputs": produced, "weir_eps": weir_eps,
+        "weir_embedded_eps": embedded_eps}),
+    )
 }

@@ -80,6 +80,22 @@ pub fn pipeline_eps(
     n: usize,
     setup: impl FnOnce(Pipeline) -> Pipeline,
 ) -> f64 {
+    let settings = PipelineConfig {
+        batch_size: 100,
+        linger_ms: 0,
+        ..PipelineConfig::default()
+    };
+    pipeline_eps_with(runtime, code, n, settings, setup)
+}
+
+/// [`pipeline_eps`] with the pipeline `settings` given.
+pub fn pipeline_eps_with(
+    runtime: &Runtime,
+    code: &dyn Fn(&ComponentStore) -> LoadedComponent,
+    n: usize,
+    settings: PipelineConfig,
+    setup: impl FnOnce(Pipeline) -> Pipeline,
+) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
     store.ensure_topic("in", 1).expect("topic");
@@ -89,11 +105,6 @@ pub fn pipeline_eps(
     let components =
         ComponentStore::open(dir.path().join("components"), runtime.clone()).expect("components");
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let settings = PipelineConfig {
-        batch_size: 100,
-        linger_ms: 0,
-        ..PipelineConfig::default()
-    };
     let pipeline = setup(Pipeline::new(store.clone(), runtime, settings, tx));
     let start = Instant::now();
     pipeline.run(plan(code(&components).into())).expect("run");

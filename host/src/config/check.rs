@@ -25,6 +25,12 @@ impl Config {
             .map_err(|(k, m)| (format!("telemetry.{k}"), m))?;
         for (name, topic) in &self.topics {
             check_name(name).map_err(|m| (format!("topics.{name}"), m))?;
+            if name.contains(".shadow.") {
+                return Err((
+                    format!("topics.{name}"),
+                    "`.shadow.` is reserved for the topics shadow revisions write (`<topic>.shadow.<handler>`): choose another name".into(),
+                ));
+            }
             if topic.partitions == 0 || topic.partitions > 1024 {
                 return Err((
                     format!("topics.{name}.partitions"),

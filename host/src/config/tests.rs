@@ -62,6 +62,15 @@ fn bad_values_are_named_by_path() {
     assert_eq!(key_of(&text), "handlers.enrich.outputs");
     let text = GOOD.replace("[topics.orders]", "[topics.\"bad name\"]");
     assert!(key_of(&text).starts_with("topics.bad name"));
+    // A shadow's topic name is reserved.
+    let text = GOOD.replace("[topics.orders]", "[topics.\"orders.shadow.enrich\"]");
+    match parse(&text) {
+        Err(ConfigError::Invalid { key, message, .. }) => {
+            assert_eq!(key, "topics.orders.shadow.enrich");
+            assert!(message.contains("reserved"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
