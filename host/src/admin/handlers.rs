@@ -221,19 +221,34 @@ pub(super) async fn put(
     Path(name): Path<String>,
     spec: Result<Json<HandlerSpec>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(spec) = spec.map_err(|r| ApiError::bad_request("invalid_spec", r.body_text()))?;
-    let (created, changed, v) = blocking(&state, move |h| {
+    put_spec(&state, spec, "handler", move |h, spec| {
         let existed = h.get(&name).is_ok();
         let (record, changed) = h.put(&name, spec)?;
         Ok((!existed, changed, view(h, &name, &record)))
     })
-    .await?;
+    .await
+}
+
+/// A PUT of a [`HandlerSpec`]: 400 `invalid_spec` for a body that is not
+/// one; else `put` runs off the async runtime and says whether it created
+/// the thing, whether it changed it, and its view, answered as 201 (created)
+/// or 200 with `{"changed", <field>: view}`.
+pub(super) async fn put_spec(
+    state: &AppState,
+    spec: Result<Json<HandlerSpec>, JsonRejection>,
+    field: &'static str,
+    put: impl FnOnce(&Handlers, HandlerSpec) -> Result<(bool, bool, Value), HandlerError>
+    + Send
+    + 'static,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(spec) = spec.map_err(|r| ApiError::bad_request("invalid_spec", r.body_text()))?;
+    let (created, changed, v) = blocking(state, move |h| put(h, spec)).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!({"changed": changed, "handler": v}))))
+    Ok((status, Json(json!({"changed": changed, field: v}))))
 }
 
 #[utoipa::path(delete, path = "/v1/handlers/{name}", tag = "handlers",

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::handlers::blocking;
+use super::handlers::{blocking, put_spec};
 use super::{ApiError, AppState, ErrorBody};
 use crate::handlers::{HandlerSpec, Handlers, ShadowRecord, ShadowReport, shadow_name};
 use crate::pipeline::shadow_topic;
@@ -55,19 +55,12 @@ pub(super) async fn put(
     Path(name): Path<String>,
     spec: Result<Json<HandlerSpec>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(spec) = spec.map_err(|r| ApiError::bad_request("invalid_spec", r.body_text()))?;
-    let (created, changed, v) = blocking(&state, move |h| {
+    put_spec(&state, spec, "shadow", move |h, spec| {
         let existed = h.shadow(&name).is_ok();
         let (record, changed) = h.put_shadow(&name, spec)?;
         Ok((!existed, changed, view(h, &name, &record)))
     })
-    .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(json!({"changed": changed, "shadow": v}))))
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/handlers/{name}/shadow", tag = "shadow",
