@@ -284,7 +284,6 @@ impl Handlers {
                 continue;
             }
             if record.active().is_some() {
-                self.end_canary_if_clustered(&name, &record)?;
                 self.run_handler(&name, &record)?;
                 started += 1;
             }

@@ -99,6 +99,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             .with_traces(traces.clone()),
     );
     let handlers = Arc::new(Handlers::new(store.clone(), components, pipeline.clone()));
+    handlers.end_clustered_canaries()?;
     deploy_config_handlers(&config, &handlers)?;
     let handler_count = handlers.start_all()? + config.handlers.len();
     let shadow_count = handlers.start_shadows()?;

@@ -625,3 +625,50 @@ fn canaries_and_shadows_of_a_clustered_handler_are_refused() {
     assert_eq!(record["revision"], 1, "nothing changed: {record:#}");
     assert!(record["canary"]["running"].is_null(), "{record:#}");
 }
+
+/// A canary started while a handler ran on one host is aborted when the
+/// host boots in cluster mode (reason `cluster_mode`), before any loop
+/// runs: the active revision takes every partition.
+#[test]
+fn a_canary_from_before_cluster_mode_is_aborted_at_boot() {
+    let _one = one_at_a_time();
+    let mut world = World::new();
+    let i = world.start(Vec::new());
+    let mut host = world.hosts[i].take().unwrap();
+    assert!(host.terminate().success(), "{}", host.log_text());
+    // The same file without `[cluster]`: one host owns every partition.
+    let root = weir_e2e::workspace_root();
+    let clustered = std::fs::read_to_string(&host.config).unwrap();
+    let start = clustered.find("[cluster]").unwrap();
+    let end = start + clustered[start..].find("\n\n").unwrap();
+    let single = format!("{}{}", &clustered[..start], &clustered[end..])
+        .replace("\"../../guests/", &format!("\"{}/guests/", root.display()));
+    let single_path = host.dir.join("single.toml");
+    std::fs::write(&single_path, single).unwrap();
+    let cluster_path = std::mem::replace(&mut host.config, single_path);
+    host.restart();
+    let mut spec = host.get("/v1/handlers/chaos")["spec"].clone();
+    spec["config"]["note"] = json!("a canary");
+    let status = host
+        .client()
+        .post(&format!("{}/v1/handlers/chaos/canary", host.base()))
+        .send_json(json!({"spec": spec, "share": 50}))
+        .unwrap()
+        .status()
+        .as_u16();
+    assert!(
+        (200..300).contains(&status),
+        "{status}: {}",
+        host.log_text()
+    );
+    assert!(!host.get("/v1/handlers/chaos")["canary"]["running"].is_null());
+    assert!(host.terminate().success(), "{}", host.log_text());
+
+    host.config = cluster_path;
+    host.restart();
+    let canary = host.get("/v1/handlers/chaos")["canary"].clone();
+    assert!(canary["running"].is_null(), "{canary:#}");
+    assert_eq!(canary["last"]["outcome"], "aborted", "{canary:#}");
+    assert_eq!(canary["last"]["reason"], "cluster_mode", "{canary:#}");
+    assert!(host.terminate().success(), "{}", host.log_text());
+}

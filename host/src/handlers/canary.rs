@@ -234,23 +234,28 @@ impl Handlers {
         Ok(())
     }
 
-    /// At boot: abort `name`'s canary if the handler now shares its
-    /// partitions in cluster mode (turned on since the canary started),
-    /// where canaries are not supported.
-    pub(super) fn end_canary_if_clustered(&self, name: &str, record: &HandlerRecord) -> Result<()> {
-        let (Some(running), Some(active)) = (self.canary(name)?.running, record.active()) else {
-            return Ok(());
-        };
-        if !self
-            .pipeline
-            .is_clustered(&self.plan(name, &active.spec, None)?)
-        {
-            return Ok(());
+    /// At boot, before any handler runs: abort the canaries of handlers
+    /// that now share their partitions in cluster mode (turned on since the
+    /// canary started), where canaries are not supported. Returns the
+    /// handlers whose canary was aborted.
+    pub fn end_clustered_canaries(&self) -> Result<Vec<String>> {
+        let mut ended = Vec::new();
+        for (name, record) in self.list()? {
+            let (Some(running), Some(active)) = (self.canary(&name)?.running, record.active())
+            else {
+                continue;
+            };
+            if !self
+                .pipeline
+                .is_clustered(&self.plan(&name, &active.spec, None)?)
+            {
+                continue;
+            }
+            let detail = "the handler shares its partitions in cluster mode, where canaries are not supported";
+            self.abort(&name, Some(running.revision), "cluster_mode", detail.into())?;
+            ended.push(name);
         }
-        let detail =
-            "the handler shares its partitions in cluster mode, where canaries are not supported";
-        self.abort(name, Some(running.revision), "cluster_mode", detail.into())?;
-        Ok(())
+        Ok(ended)
     }
 
     /// Start a canary of `request.spec` on `request.share` percent of
