@@ -245,10 +245,7 @@ impl Handlers {
             else {
                 continue;
             };
-            if !self
-                .pipeline
-                .is_clustered(&self.plan(&name, &active.spec, None)?)
-            {
+            if !self.pipeline.is_clustered(&active.spec.subscribe) {
                 continue;
             }
             let detail = "the handler shares its partitions in cluster mode, where canaries are not supported";
@@ -276,7 +273,7 @@ impl Handlers {
             .check()
             .map_err(|m| HandlerError::InvalidCanary(format!("`policy`: {m}")))?;
         let mut plan = self.plan(name, &spec, None)?;
-        if self.pipeline.is_clustered(&plan) {
+        if self.pipeline.is_clustered(&plan.subscribe) {
             return Err(HandlerError::InvalidCanary(format!(
                 "handler `{name}` shares its partitions in cluster mode; canaries of such handlers are not supported"
             )));

@@ -68,7 +68,7 @@ impl Handlers {
             )));
         }
         let plan = self.shadow_plan(name, &spec)?;
-        if self.pipeline.is_clustered(&plan) {
+        if self.pipeline.is_clustered(&plan.subscribe) {
             return Err(HandlerError::InvalidSpec(format!(
                 "handler `{name}` shares its partitions in cluster mode; shadows of such handlers are not supported"
             )));
@@ -156,7 +156,7 @@ impl Handlers {
                 continue;
             }
             let plan = self.shadow_plan(&name, &record.spec)?;
-            if self.pipeline.is_clustered(&plan) {
+            if self.pipeline.is_clustered(&plan.subscribe) {
                 // Cluster mode was turned on since the shadow started.
                 tracing::warn!(
                     handler = %name,

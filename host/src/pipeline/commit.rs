@@ -391,10 +391,7 @@ impl Committer {
         for (index, out) in outputs.into_iter().enumerate() {
             // A shadow's outputs go to its own topics (checked against the
             // schema of the topic the component named, above).
-            let topic = match &self.plan.shadow_of {
-                Some(handler) => super::shadow_topic(&out.topic, handler),
-                None => out.topic,
-            };
+            let topic = self.plan.destination(out.topic);
             let partitions = self.store.partitions(&topic)?;
             let partition = match &out.key {
                 Some(key) => partition_for(key, partitions),

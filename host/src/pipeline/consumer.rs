@@ -178,17 +178,15 @@ impl LoopContext {
 
     /// Whether a broker-bound topic this handler emits to has more outputs
     /// waiting for the relay than its limit (the broker is away or slow).
-    /// Never for a shadow: it writes embedded shadow topics, not the
-    /// broker-bound ones it names.
+    /// The topics are those the loop writes ([`HandlerPlan::destination`]):
+    /// a shadow's are embedded, so a full outbox never pauses it.
     fn outbox_full(&self) -> bool {
         let Some(connector) = &self.connector else {
             return false;
         };
-        if self.plan.shadow_of.is_some() {
-            return false;
-        }
         self.plan.settings.allowed_outputs.iter().any(|topic| {
-            let full = connector.outbox_full(&self.store, topic);
+            let topic = self.plan.destination(topic.clone());
+            let full = connector.outbox_full(&self.store, &topic);
             if full {
                 tracing::debug!(handler = %self.plan.name, topic, "outbox full; pausing");
             }

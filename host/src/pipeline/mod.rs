@@ -156,6 +156,17 @@ pub struct HandlerPlan {
     pub revision: Option<u32>,
 }
 
+impl HandlerPlan {
+    /// The topic an output the component names `topic` is written to: a
+    /// shadow's [`shadow_topic`], every other handler's `topic` itself.
+    pub fn destination(&self, topic: String) -> String {
+        match &self.shadow_of {
+            Some(handler) => shadow_topic(&topic, handler),
+            None => topic,
+        }
+    }
+}
+
 /// The embedded-log topic a shadow of `handler` writes instead of
 /// `topic`, even when `topic` is bound to a broker: nothing a shadow emits
 /// reaches a real consumer.
@@ -320,7 +331,7 @@ impl Pipeline {
         for topic in &plan.subscribe {
             partitions = partitions.max(self.store.partitions(topic)?);
         }
-        let clustered = self.is_clustered(&plan);
+        let clustered = self.is_clustered(&plan.subscribe);
         let mut threads = Vec::new();
         for partition in 0..partitions {
             let lease = if clustered {
@@ -412,12 +423,12 @@ impl Pipeline {
         })
     }
 
-    /// Whether `plan`'s partitions are shared through leases: cluster mode
-    /// is on and every topic it reads is broker-bound.
-    pub fn is_clustered(&self, plan: &HandlerPlan) -> bool {
+    /// Whether a handler reading `subscribe` shares its partitions through
+    /// leases: cluster mode is on and every topic it reads is broker-bound.
+    pub fn is_clustered(&self, subscribe: &[String]) -> bool {
         self.cluster.is_some()
-            && !plan.subscribe.is_empty()
-            && plan.subscribe.iter().all(|t| self.reads_from_broker(t))
+            && !subscribe.is_empty()
+            && subscribe.iter().all(|t| self.reads_from_broker(t))
     }
 
     /// The partitions of every running clustered handler: what the lease
@@ -426,7 +437,7 @@ impl Pipeline {
         let running = lock(&self.running);
         let mut out = Vec::new();
         for (name, r) in running.iter() {
-            if !self.is_clustered(&r.plan) {
+            if !self.is_clustered(&r.plan.subscribe) {
                 continue;
             }
             let partitions = r
@@ -464,7 +475,9 @@ impl Pipeline {
         let Some(r) = running.get_mut(&key.handler) else {
             return Ok(());
         };
-        if !self.is_clustered(&r.plan) || r.threads.iter().any(|(p, _)| *p == key.partition) {
+        if !self.is_clustered(&r.plan.subscribe)
+            || r.threads.iter().any(|(p, _)| *p == key.partition)
+        {
             return Ok(());
         }
         let Some(lease) = self.loop_lease(&key.handler, key.partition) else {
